@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# jobs/setup_debian.sh — install what llmpi builds, tests and trains with on
+# Debian 12 (run as root, or with sudo available). Idempotent.
+#   build:  cmake, a C compiler, pkg-config, OpenMP (libgomp, with gcc)
+#   BLAS:   libopenblas-openmp-dev (the OpenMP build: inside our own parallel
+#           regions it runs single-threaded instead of oversubscribing cores)
+#   tests:  libcriterion-dev, python3 (JSON checks in the CLI tests)
+#   data:   fortunes, fortunes-min (the embedded default training corpus)
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcriterion-dev
+          python3 fortunes fortunes-min)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+fi
+echo "setup: dependencies present"

@@ -1,0 +1,31 @@
+/* kernels/cuda/ops_cuda.h — the CUDA backend of `struct ops` (kernels/ops.h).
+ *
+ * ops_cuda() returns the table, or NULL when no CUDA device can be used
+ * (cudaGetDeviceCount fails or reports 0, or the stream / cuBLAS handle
+ * cannot be created). The first call creates the backend's one stream and one
+ * cuBLAS handle; every op is queued on that stream. All pointers passed to the
+ * ops are device pointers obtained from the table's alloc.
+ *
+ * Errors: the backend never exits. The first CUDA / cuBLAS error is recorded
+ * and cuda_last_error() returns its text (NULL while none has occurred); later
+ * errors are ignored so the root cause is what gets reported. Since work is
+ * asynchronous, an error in a kernel may only be seen at the next sync,
+ * download or sumsq.
+ */
+#ifndef LLMPI_OPS_CUDA_H
+#define LLMPI_OPS_CUDA_H
+
+#include "ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+const struct ops *ops_cuda(void);
+const char *cuda_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

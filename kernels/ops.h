@@ -1,0 +1,145 @@
+/*
+ * kernels/ops.h — the one numeric interface of llmpi.
+ *
+ * Every op a GPT-2 forward, backward and optimizer step needs is declared here
+ * once, as a function pointer in `struct ops`. A backend (kernels/cpu, later
+ * kernels/cuda) fills the table; everything above kernels/ calls through it and
+ * never knows which backend runs. All pointers passed to an op live in the
+ * backend's memory (host memory for cpu, device memory for cuda); use the
+ * backend's alloc/upload/download to move data.
+ *
+ * Conventions
+ *  - fp32, row-major, C order. "N" is the number of rows (B*T tokens).
+ *  - Linear weights are stored [OC, C] (out, in), like torch.nn.Linear:
+ *    out[n, o] = sum_c inp[n, c] * w[o, c] + bias[o].
+ *  - Backward ops ACCUMULATE (+=) into every gradient they produce (dinp,
+ *    dweight, dbias). The caller zeroes gradients once per step. This makes
+ *    residual branches and tied weights (wte used by embedding and LM head)
+ *    need no extra buffers.
+ *  - Tensor parallelism: ops see only the local shard. Matmuls take the local
+ *    OC (column-parallel) or local C (row-parallel); attention takes the local
+ *    number of heads; embedding and cross-entropy take a vocabulary range
+ *    [vocab_start, vocab_start + V) so the vocabulary can be split across ranks
+ *    (a token outside the range contributes nothing on that rank).
+ *  - Inference: attention takes Tq query rows against Tk >= Tq key rows, the
+ *    queries being the LAST Tq positions (a KV cache decode step is Tq = 1),
+ *    with row strides so q/k/v may sit inside a packed qkv buffer or a cache.
+ */
+#ifndef LLMPI_OPS_H
+#define LLMPI_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ops {
+    const char *name;
+
+    /* ---- memory ---------------------------------------------------------- */
+    void *(*alloc)(size_t bytes); /* NULL on failure */
+    void (*free)(void *p);
+    void (*zero)(void *p, size_t bytes);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);
+    void (*sync)(void); /* wait for queued work */
+
+    /* ---- embedding --------------------------------------------------------
+     * out[b,t,:] = wte[tok[b,t] - vocab_start, :] + wpe[pos0 + t, :]
+     * wte holds rows [vocab_start, vocab_start + V); a token outside gets no
+     * wte term. wpe may be NULL (no position term: e.g. on all but one TP rank).
+     */
+    void (*embedding_fwd)(float *out, const int32_t *tok, const float *wte,
+                          const float *wpe, int B, int T, int C, int pos0,
+                          int vocab_start, int V);
+    void (*embedding_bwd)(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                          int B, int T, int C, int pos0, int vocab_start, int V);
+
+    /* ---- layernorm --------------------------------------------------------
+     * out = (x - mean) * rstd * w + b over the last axis (eps 1e-5).
+     * mean/rstd [N] are saved for backward (may be NULL in inference).
+     */
+    void (*layernorm_fwd)(float *out, float *mean, float *rstd, const float *inp,
+                          const float *w, const float *b, int N, int C);
+    void (*layernorm_bwd)(float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, const float *mean,
+                          const float *rstd, int N, int C);
+
+    /* ---- matmul with bias -------------------------------------------------
+     * out[N,OC] = inp[N,C] @ w[OC,C]^T + bias[OC]   (bias may be NULL)
+     * backward: dinp += dout @ w; dw += dout^T @ inp; dbias += sum_n dout.
+     * Any of dinp/dw/dbias may be NULL to skip it.
+     */
+    void (*matmul_fwd)(float *out, const float *inp, const float *w, const float *bias,
+                       int N, int C, int OC);
+    void (*matmul_bwd)(float *dinp, float *dw, float *dbias, const float *dout,
+                       const float *inp, const float *w, int N, int C, int OC);
+
+    /* ---- causal multi-head self-attention ---------------------------------
+     * For batch b, head h, query row i (absolute position Tk - Tq + i):
+     *   s[j]   = <q_i, k_j> / sqrt(HS)  for j <= Tk - Tq + i, masked otherwise
+     *   p      = softmax(s)                       (saved in probs[B,NH,Tq,Tk])
+     *   out_i  = sum_j p[j] v_j
+     * q row (b,i) starts at q + (b*Tq + i)*q_stride + h*HS; k/v row (b,j) at
+     * k + (b*Tk + j)*kv_stride + h*HS; out row at out + (b*Tq+i)*NH*HS + h*HS.
+     * Training: Tq = Tk = T and q/k/v point into one [B,T,3C] qkv buffer
+     * (q_stride = kv_stride = 3C).
+     * backward (given probs): dq, dk, dv accumulate with the same strides.
+     */
+    void (*attention_fwd)(float *out, float *probs, const float *q, const float *k,
+                          const float *v, int B, int Tq, int Tk, int NH, int HS,
+                          int q_stride, int kv_stride);
+    void (*attention_bwd)(float *dq, float *dk, float *dv, const float *dout,
+                          const float *probs, const float *q, const float *k,
+                          const float *v, int B, int Tq, int Tk, int NH, int HS,
+                          int q_stride, int kv_stride);
+
+    /* ---- GELU, tanh form --------------------------------------------------
+     * gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+     */
+    void (*gelu_fwd)(float *out, const float *inp, size_t n);
+    void (*gelu_bwd)(float *dinp, const float *dout, const float *inp, size_t n);
+
+    /* ---- residual: out = a + b; backward da += dout, db += dout ----------- */
+    void (*residual_fwd)(float *out, const float *a, const float *b, size_t n);
+    void (*residual_bwd)(float *da, float *db, const float *dout, size_t n);
+
+    /* ---- fused softmax + cross-entropy over the vocabulary ----------------
+     * loss[n] = logsumexp(logits[n,:]) - logits[n, target[n]]
+     * Backward overwrites logits in place with the gradient
+     *   dlogits[n,v] = dloss[n] * (softmax(logits[n,:])[v] - [v == target[n]])
+     * (the logits are the largest activation; reusing them halves the memory).
+     * A target < 0 marks a position with no loss (loss 0, gradient 0).
+     */
+    void (*xent_fwd)(float *loss, const float *logits, const int32_t *target, int N,
+                     int V);
+    void (*xent_bwd_inplace)(float *logits, const int32_t *target, const float *dloss,
+                             int N, int V);
+
+    /* ---- optimizer updates (one tensor of n elements) ---------------------
+     * sgd  : g' = g + wd*p; m = momentum*m + g'; p -= lr*m     (torch.optim.SGD)
+     * adam : g' = g + wd*p (L2, when decoupled == 0); with decoupled != 0
+     *        (AdamW) p *= 1 - lr*wd and g' = g. Then
+     *        m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+     *        p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+     * t is the 1-based step count.
+     */
+    void (*sgd_update)(float *p, const float *g, float *m, size_t n, float lr,
+                       float momentum, float wd);
+    void (*adam_update)(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                        float b1, float b2, float eps, float wd, int t, int decoupled);
+
+    /* ---- gradient norm and scaling (global-norm clipping) -----------------
+     * sumsq returns sum x^2 in double precision (the caller adds tensors and,
+     * under TP/DP, ranks); scale does x *= s.
+     */
+    double (*sumsq)(const float *x, size_t n);
+    void (*scale)(float *x, size_t n, float s);
+};
+
+/* The CPU reference backend (always present). */
+const struct ops *ops_cpu(void);
+/* Threads the CPU backend uses (OpenMP and OpenBLAS); n <= 0 keeps the
+ * default (OMP_NUM_THREADS, else every core). */
+void ops_cpu_set_threads(int n);
+
+#endif

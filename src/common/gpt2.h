@@ -1,0 +1,87 @@
+/* src/common/gpt2.h — GPT-2 forward and backward over the op interface.
+ *
+ * Holds the parameters, their gradients and the activations for one batch
+ * shape in the backend's memory, and strings the ops of kernels/ops.h into
+ * the model's forward and backward pass. Training and (later) inference use
+ * the same code; nothing here knows which backend runs.
+ */
+#ifndef LLMPI_GPT2_H
+#define LLMPI_GPT2_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "ops.h"
+
+/* Saved activations of one layer for a [B, T] batch (pointers into one
+ * buffer). "resid" names are residual-stream values. */
+struct gpt2_layer_acts {
+    float *ln1, *ln1_mean, *ln1_rstd; /* [B,T,C], [B,T], [B,T] */
+    float *qkv;                       /* [B,T,3C] */
+    float *probs;                     /* [B,NH,T,T] attention probabilities */
+    float *atty;                      /* [B,T,C] attention output, pre-projection */
+    float *attproj;                   /* [B,T,C] */
+    float *resid2;                    /* [B,T,C] stream after attention */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch, *fch_gelu; /* [B,T,4C] */
+    float *fcproj;         /* [B,T,C] */
+    float *resid3;         /* [B,T,C] stream after the MLP */
+};
+
+/* Per-op wall time, filled when gpt2.profile is set (bench --profile).
+ * Each op call is bracketed by backend syncs, so the numbers are honest on
+ * asynchronous backends too, at the price of the overlap they remove. */
+#define GPT2_PROFILE_SLOTS 48
+struct gpt2_profile {
+    int n;
+    const char *name[GPT2_PROFILE_SLOTS];
+    double seconds[GPT2_PROFILE_SLOTS];
+    long calls[GPT2_PROFILE_SLOTS];
+};
+/* Add `seconds` to the slot called `name` (names are string literals). */
+void gpt2_profile_add(struct gpt2_profile *p, const char *name, double seconds);
+
+struct gpt2 {
+    struct gpt2_config cfg;
+    struct param_table table;
+    const struct ops *ops;
+    float *params; /* table.total floats, backend memory */
+    float *grads;  /* same layout */
+
+    /* Activations for the current batch shape (re-allocated when B*T grows). */
+    int B, T, cap_BT;
+    float *act_buf, *grad_buf;
+    float *encoded;                 /* [B,T,C] embedding output */
+    struct gpt2_layer_acts *layers; /* [L] */
+    float *lnf, *lnf_mean, *lnf_rstd;
+    float *logits;           /* [B,T,V]; overwritten by dlogits in backward */
+    float *losses, *dlosses; /* [B,T] */
+    /* backward scratch, reused by every layer */
+    float *dstream, *dln, *datty, *dqkv, *dfch, *dfch_gelu;
+    int32_t *tokens, *targets; /* [B,T] backend copies */
+    float *host_losses;        /* [B,T] host copy */
+    int have_targets;
+    struct gpt2_profile *profile; /* NULL: not profiling */
+};
+
+/* Allocate parameters and gradients (uninitialised). -1 + err_set on error. */
+int gpt2_create(struct gpt2 *m, const struct gpt2_config *cfg, const struct ops *ops);
+void gpt2_destroy(struct gpt2 *m);
+
+/* Copy parameters from / to a host buffer of table.total floats. */
+void gpt2_set_params(struct gpt2 *m, const float *host);
+void gpt2_get_params(const struct gpt2 *m, float *host);
+void gpt2_get_grads(const struct gpt2 *m, float *host);
+
+/* Forward pass on host token arrays [B*T]. With targets (may be NULL), the
+ * per-position losses are computed and *mean_loss (if not NULL) receives
+ * their mean over positions with target >= 0. Logits stay in m->logits.
+ * -1 + err_set for a bad shape (T > context, token out of vocabulary). */
+int gpt2_forward(struct gpt2 *m, const int32_t *tokens, const int32_t *targets, int B,
+                 int T, double *mean_loss);
+
+/* Backward pass of the last forward (which must have had targets): zeroes
+ * the gradients, then fills them with d(mean loss)/d(params). */
+int gpt2_backward(struct gpt2 *m);
+
+#endif

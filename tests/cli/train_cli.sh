@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# tests/cli/train_cli.sh LLMPI SOURCE_DIR CASE — end-to-end checks of
+# `llmpi train` / `llmpi bench` as a user runs them. Each CASE is one ctest.
+# Training text: the project's own C sources (always present, no download).
+set -euo pipefail
+LLMPI=$1
+SRC=$2
+CASE=$3
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cat "$SRC"/src/common/*.c "$SRC"/src/train/*.c "$SRC"/kernels/cpu/*.c > "$WORK/text.txt"
+export OMP_NUM_THREADS=2
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Run a command expected to fail: non-zero exit and a message matching $1.
+expect_error() {
+    local pattern=$1; shift
+    local rc=0
+    "$@" > "$WORK/out.txt" 2>&1 || rc=$?
+    cat "$WORK/out.txt"
+    [ "$rc" -ne 0 ] || fail "expected a non-zero exit from: $*"
+    grep -qE -- "$pattern" "$WORK/out.txt" || fail "expected a message matching '$pattern'"
+}
+
+tiny=(--model tiny --data "$WORK/text.txt" --batch 4 --seq 32 --log-every 10)
+
+# Strip the timing fields, which legitimately differ between runs.
+numbers() { sed -E 's/"tokens_per_s":[^,]*,"ms":[^,}]*//' "$1"; }
+
+case "$CASE" in
+reproducible)
+    # Same seed, same data, same numbers; another seed, other numbers.
+    for opt in sgd adam adamw; do
+        "$LLMPI" train "${tiny[@]}" --steps 12 --optimizer $opt --lr 1e-3 --eval-every 6 --seed 7 --metrics "$WORK/a.jsonl"
+        "$LLMPI" train "${tiny[@]}" --steps 12 --optimizer $opt --lr 1e-3 --eval-every 6 --seed 7 --metrics "$WORK/b.jsonl"
+        "$LLMPI" train "${tiny[@]}" --steps 12 --optimizer $opt --lr 1e-3 --eval-every 6 --seed 8 --metrics "$WORK/c.jsonl"
+        [ "$(wc -l < "$WORK/a.jsonl")" -eq 12 ] || fail "$opt: expected 12 metrics lines"
+        diff <(numbers "$WORK/a.jsonl") <(numbers "$WORK/b.jsonl") || fail "$opt: same seed gave different numbers"
+        if diff -q <(numbers "$WORK/a.jsonl") <(numbers "$WORK/c.jsonl") > /dev/null; then
+            fail "$opt: a different seed gave identical numbers"
+        fi
+        grep -q '"val_loss"' "$WORK/a.jsonl" || fail "$opt: no val_loss in the metrics"
+    done
+    ;;
+loss_falls)
+    # 60 AdamW steps on real text: the mean loss of the last 10 steps must be
+    # well below ln(256) = 5.55 (a uniform guess) and below the first 10 steps'.
+    "$LLMPI" train "${tiny[@]}" --steps 60 --lr 3e-3 --warmup 5 --metrics "$WORK/m.jsonl"
+    python3 - "$WORK/m.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in rows] == list(range(1, 61)), "steps not 1..60"
+for r in rows:
+    for k in ("step", "loss", "lr", "grad_norm", "tokens_per_s", "ms"):
+        assert k in r, f"missing {k}"
+first = sum(r["loss"] for r in rows[:10]) / 10
+last = sum(r["loss"] for r in rows[-10:]) / 10
+print(f"first 10 steps {first:.3f}, last 10 steps {last:.3f}")
+assert last < first - 1.0, "loss did not fall by at least 1 nat"
+assert last < 4.0, "loss is not clearly below a uniform guess"
+PY
+    ;;
+missing_data)
+    expect_error "no-such-file.txt.*No such file" "$LLMPI" train --model tiny --data "$WORK/no-such-file.txt" --metrics "$WORK/m.jsonl"
+    [ ! -e "$WORK/m.jsonl" ] && [ ! -e "$WORK/m.jsonl.partial" ] || fail "a metrics file was left behind"
+    : > "$WORK/empty.txt"
+    expect_error "empty" "$LLMPI" train --model tiny --data "$WORK/empty.txt"
+    expect_error "is not a regular file" "$LLMPI" train --model tiny --data "$WORK"
+    ;;
+bad_shape)
+    expect_error "width 100 is not divisible by heads 3" "$LLMPI" train "${tiny[@]}" --width 100 --heads 3 --metrics "$WORK/m.jsonl"
+    expect_error "--seq 100 exceeds the model's context 64" "$LLMPI" train --model tiny --data "$WORK/text.txt" --seq 100 --metrics "$WORK/m.jsonl"
+    expect_error "unknown model preset 'gpt5'" "$LLMPI" train --model gpt5 --data "$WORK/text.txt"
+    expect_error "--steps: 'ten' is not an integer" "$LLMPI" train "${tiny[@]}" --steps ten
+    expect_error "unknown option '--bogus'" "$LLMPI" train "${tiny[@]}" --bogus
+    expect_error "--optimizer: unknown 'lion'" "$LLMPI" train "${tiny[@]}" --optimizer lion
+    [ ! -e "$WORK/m.jsonl" ] && [ ! -e "$WORK/m.jsonl.partial" ] || fail "a metrics file was left behind"
+    ;;
+nan_loss)
+    # An absurd learning rate without clipping diverges: the run must stop
+    # with a message naming the step, exit non-zero and leave no metrics file.
+    expect_error "loss is (NaN|infinite) at step [0-9]+" "$LLMPI" train "${tiny[@]}" --steps 200 --lr 1000 --warmup 0 --grad-clip 0 --optimizer sgd --metrics "$WORK/m.jsonl"
+    [ ! -e "$WORK/m.jsonl" ] && [ ! -e "$WORK/m.jsonl.partial" ] || fail "a metrics file was left behind"
+    ;;
+help)
+    "$LLMPI" --help | grep -q "train"
+    "$LLMPI" train --help | grep -q -- "--metrics"
+    "$LLMPI" bench train --help | grep -q -- "--json"
+    expect_error "unknown command" "$LLMPI" frobnicate
+    ;;
+bench_json)
+    "$LLMPI" bench train --model tiny --batch 2 --seq 32 --steps 2 --warmup-steps 1 --json > "$WORK/b.json"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tokens_per_s']>0 and d['gflops']>0, d" "$WORK/b.json"
+    ;;
+*)
+    fail "unknown case $CASE"
+    ;;
+esac
+echo "PASS: $CASE"
