@@ -5,12 +5,15 @@
 #   BLAS:   libopenblas-openmp-dev (the OpenMP build: inside our own parallel
 #           regions it runs single-threaded instead of oversubscribing cores)
 #   tests:  libcriterion-dev, python3 (JSON checks in the CLI tests)
-#   data:   fortunes, fortunes-min (the embedded default training corpus)
+#   libs:   libpcre2-dev (tokenizer regex), libcjson-dev (JSON), libhdf5-dev +
+#           hdf5-tools (checkpoints, h5dump)
+#   data:   fortunes, fortunes-min, fortunes-zh (the embedded default corpus)
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcriterion-dev
-          python3 fortunes fortunes-min)
+          libpcre2-dev libcjson-dev libhdf5-dev hdf5-tools
+          python3 fortunes fortunes-min fortunes-zh)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

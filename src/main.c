@@ -9,8 +9,11 @@
 static const char *usage = "usage: llmpi <command> [options]   (llmpi <command> --help)\n"
                            "\n"
                            "commands:\n"
-                           "  train    train a GPT-2 (one rank for now)\n"
-                           "  bench    benchmarks: `llmpi bench train`\n"
+                           "  prep      text, directories or JSONL -> token shards\n"
+                           "  train     train a GPT-2 (one rank for now)\n"
+                           "  generate  sample text from a checkpoint\n"
+                           "  convert   Hugging Face GPT-2 <-> llmpi checkpoint\n"
+                           "  bench     benchmarks: train, tokenizer, generate\n"
                            "\n"
                            "  --version  print the version\n";
 
@@ -28,7 +31,13 @@ int main(int argc, char **argv) {
         printf("llmpi %s\n", LLMPI_VERSION);
         return 0;
     }
+    if (!strcmp(cmd, "prep")) return prep_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "prep")) return prep_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return train_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return generate_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert")) return convert_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return generate_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert")) return convert_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return bench_main(argc - 1, argv + 1);
     fprintf(stderr, "llmpi: unknown command '%s'\n\n%s", cmd, usage);
     return 2;

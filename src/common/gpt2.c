@@ -47,9 +47,7 @@ void gpt2_profile_add(struct gpt2_profile *p, const char *name, double seconds) 
         }                                                                                \
     } while (0)
 
-static float *param(const struct gpt2 *m, float *base, int index) {
-    return base + m->table.p[index].offset;
-}
+#define param gpt2_tensor
 #define LP(m, base, l, k) param(m, base, PT_LAYER(l, k))
 
 int gpt2_create(struct gpt2 *m, const struct gpt2_config *cfg, const struct ops *ops) {

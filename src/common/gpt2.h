@@ -64,6 +64,12 @@ struct gpt2 {
     struct gpt2_profile *profile; /* NULL: not profiling */
 };
 
+/* Tensor `index` of the parameter table inside a buffer of table layout
+ * (m->params, m->grads, optimizer state). */
+static inline float *gpt2_tensor(const struct gpt2 *m, float *base, int index) {
+    return base + m->table.p[index].offset;
+}
+
 /* Allocate parameters and gradients (uninitialised). -1 + err_set on error. */
 int gpt2_create(struct gpt2 *m, const struct gpt2_config *cfg, const struct ops *ops);
 void gpt2_destroy(struct gpt2 *m);

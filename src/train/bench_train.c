@@ -175,23 +175,14 @@ out:
     return rc;
 }
 
-int bench_main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fputs("usage: llmpi bench train [options]   (llmpi bench train --help)\n",
-              argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    if (strcmp(argv[1], "train") != 0) {
-        fprintf(stderr, "llmpi bench: unknown benchmark '%s' (known: train)\n", argv[1]);
-        return 2;
-    }
-    for (int i = 2; i < argc; i++) {
+int bench_train_main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(bench_help, stdout);
             return 0;
         }
     }
-    if (bench_train(argc - 1, argv + 1)) {
+    if (bench_train(argc, argv)) {
         fprintf(stderr, "llmpi bench train: error: %s\n", err_msg());
         return 1;
     }
