@@ -1,21 +1,38 @@
 #!/usr/bin/env bash
 # jobs/quickstart.sh — the README's main job on a fresh Debian 12 machine:
-# install dependencies, build, make the default corpus (Debian's fortunes) and
-# train a small GPT-2 on it for a few minutes, printing a falling loss.
-# Knobs (environment): STEPS (1000), MODEL (gpt2-mini), LAYERS (4), WIDTH (256),
-# HEADS (4), BATCH (8), SEQ (128), LR (1e-3), THREADS (all cores), OUT (runs/quickstart).
+# install dependencies, build, turn Debian's fortune cookies (English and
+# Chinese) into a corpus, train a BPE tokenizer and token shards on it, train
+# a small GPT-2 for a few minutes (checkpoints on the way), then sample text
+# from the last checkpoint.
+# Knobs (environment): STEPS (1000), VOCAB (4096), LAYERS (4), WIDTH (256),
+# HEADS (4), BATCH (8), SEQ (128), LR (1e-3), THREADS (all cores),
+# PROMPT ("Q: What"), OUT (runs/quickstart).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/runs/quickstart}
+LLMPI=$ROOT/build/llmpi
 bash "$ROOT/jobs/setup_debian.sh"
 bash "$ROOT/jobs/build.sh" "$ROOT/build"
 mkdir -p "$OUT"
 bash "$ROOT/jobs/make_corpus.sh" "$OUT/fortunes.txt"
+
+echo "== tokenizer and shards"
+rm -rf "$OUT/data"
+"$LLMPI" prep "$OUT/fortunes.txt" --out "$OUT/data" --train-tokenizer --vocab-size "${VOCAB:-4096}"
+
+echo "== training"
 threads=()
 [ -n "${THREADS:-}" ] && threads=(--threads "$THREADS")
-"$ROOT/build/llmpi" train --model "${MODEL:-gpt2-mini}" \
-    --layers "${LAYERS:-4}" --width "${WIDTH:-256}" --heads "${HEADS:-4}" \
-    --data "$OUT/fortunes.txt" --steps "${STEPS:-1000}" --batch "${BATCH:-8}" \
-    --seq "${SEQ:-128}" --lr "${LR:-1e-3}" --warmup 20 --eval-every 50 \
-    --log-every 10 "${threads[@]}" --metrics "$OUT/metrics.jsonl"
-echo "quickstart: metrics in $OUT/metrics.jsonl"
+rm -rf "$OUT/ckpt"
+"$LLMPI" train --model gpt2-mini --layers "${LAYERS:-4}" --width "${WIDTH:-256}" \
+    --heads "${HEADS:-4}" --data "$OUT/data" --steps "${STEPS:-1000}" \
+    --batch "${BATCH:-8}" --seq "${SEQ:-128}" --lr "${LR:-1e-3}" --warmup 20 \
+    --eval-every 100 --log-every 20 "${threads[@]}" --metrics "$OUT/metrics.jsonl" \
+    --ckpt-dir "$OUT/ckpt" --ckpt-every 250 --keep 2
+
+echo "== sampling from the last checkpoint"
+last=$(ls "$OUT"/ckpt/ckpt_*.h5 | sort | tail -1)
+"$LLMPI" generate --ckpt "$last" --prompt "${PROMPT:-Q: What}" --max-tokens 80 \
+    --temperature 0.8 --top-k 50 --seed 1 "${threads[@]}"
+echo
+echo "quickstart: metrics in $OUT/metrics.jsonl, checkpoints in $OUT/ckpt"

@@ -32,10 +32,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "prep")) return prep_main(argc - 1, argv + 1);
-    if (!strcmp(cmd, "prep")) return prep_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return train_main(argc - 1, argv + 1);
-    if (!strcmp(cmd, "generate")) return generate_main(argc - 1, argv + 1);
-    if (!strcmp(cmd, "convert")) return convert_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return generate_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return convert_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return bench_main(argc - 1, argv + 1);

@@ -5,6 +5,7 @@
  *   dinp[N,C]  += dout[N,OC] @ w[OC,C]
  *   dw[OC,C]   += dout^T[OC,N] @ inp[N,C]
  *   dbias[OC]  += sum_n dout[n,:]
+ * One decode position (N = 1) is a matrix-vector product (sgemv).
  * The three products are single sgemm calls (OpenBLAS threads them); the
  * bias sum splits the OC columns across threads so no two write one value.
  */
@@ -24,8 +25,11 @@ void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *b
         }
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C,
-                beta, out, OC);
+    if (N == 1) /* one decode position: gemv streams the weights ~2x faster */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, beta, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C,
+                    beta, out, OC);
 }
 
 void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,

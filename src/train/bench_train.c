@@ -157,7 +157,7 @@ static int bench_train(int argc, char **argv) {
         printf("{\"bench\":\"train\",\"device\":\"%s\",\"layers\":%d,\"width\":%d,"
                "\"heads\":%d,\"vocab\":%d,\"batch\":%d,\"seq\":%d,\"threads\":%d,"
                "\"params\":%zu,\"steps\":%d,\"ms_per_step\":%.3f,"
-               "\"tokens_per_s\":%.1f,\"gflops\":%.2f,\"loss\":%.6f}\n",
+               "\"tokens_per_s\":%.1f,\"gflops\":%.6g,\"loss\":%.6f}\n",
                ops->name, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, B, T,
                threads, model.table.total, steps, secs * 1e3, tps, gflops, loss);
     else

@@ -2,26 +2,8 @@
 # tests/cli/train_cli.sh LLMPI SOURCE_DIR CASE — end-to-end checks of
 # `llmpi train` / `llmpi bench` as a user runs them. Each CASE is one ctest.
 # Training text: the project's own C sources (always present, no download).
-set -euo pipefail
-LLMPI=$1
-SRC=$2
-CASE=$3
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cat "$SRC"/src/common/*.c "$SRC"/src/train/*.c "$SRC"/kernels/cpu/*.c > "$WORK/text.txt"
-export OMP_NUM_THREADS=2
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-# Run a command expected to fail: non-zero exit and a message matching $1.
-expect_error() {
-    local pattern=$1; shift
-    local rc=0
-    "$@" > "$WORK/out.txt" 2>&1 || rc=$?
-    cat "$WORK/out.txt"
-    [ "$rc" -ne 0 ] || fail "expected a non-zero exit from: $*"
-    grep -qE -- "$pattern" "$WORK/out.txt" || fail "expected a message matching '$pattern'"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" "$@"
+project_text "$WORK/text.txt"
 
 tiny=(--model tiny --data "$WORK/text.txt" --batch 4 --seq 32 --log-every 10)
 
@@ -66,7 +48,7 @@ missing_data)
     [ ! -e "$WORK/m.jsonl" ] && [ ! -e "$WORK/m.jsonl.partial" ] || fail "a metrics file was left behind"
     : > "$WORK/empty.txt"
     expect_error "empty" "$LLMPI" train --model tiny --data "$WORK/empty.txt"
-    expect_error "is not a regular file" "$LLMPI" train --model tiny --data "$WORK"
+    expect_error "is not a regular file|not an llmpi prep output" "$LLMPI" train --model tiny --data "$WORK"
     ;;
 bad_shape)
     expect_error "width 100 is not divisible by heads 3" "$LLMPI" train "${tiny[@]}" --width 100 --heads 3 --metrics "$WORK/m.jsonl"

@@ -1,0 +1,190 @@
+/* src/infer/decoder.c — GPT-2 forward for inference, one sequence, KV cache.
+ *
+ * For n new tokens at positions p0 = len .. len + n - 1 (x is [n, C]):
+ *   x    = wte[tok] + wpe[p0 + t]
+ *   per layer l, with K|V = the slot's [capacity, 2C] cache of layer l:
+ *     h    = LN1(x)
+ *     q    = h Wq^T + bq                       [n, C]   (rows 0..C-1 of W_qkv)
+ *     K|V[p0 .. p0+n) = h Wkv^T + bkv          [n, 2C]  (rows C..3C-1 of W_qkv),
+ *                                              written in place into the cache
+ *     a    = attention(q; K|V[0 .. p0+n))      Tq = n, Tk = p0 + n: query i
+ *                                              sees keys 0..p0+i (causal)
+ *     x'   = x + a Wo^T + bo
+ *     x    = x' + gelu(LN2(x') Wfc^T + bfc) Wp^T + bp
+ *   logits = LN_f(x) wte^T                     (only the rows asked for)
+ * Splitting W_qkv's rows into a q part and a k|v part is what lets the k|v
+ * matmul write its [n, 2C] output directly as cache rows: the cache row
+ * layout (k | v, stride 2C) equals the matmul's output layout.
+ *
+ * The residual stream ping-pongs between two buffers so no op is asked to
+ * write over one of its inputs (ops.h does not promise that is allowed).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "decoder.h"
+#include "err.h"
+
+/* LM-head rows per matmul when all logits are wanted: bounds the logits
+ * scratch to LOGIT_ROWS x V (12.9 MB at V = 50257). */
+#define LOGIT_ROWS 64
+#define DEFAULT_CHUNK 256
+
+static float *tensor(const struct decoder *d, int index) {
+    return d->params + d->table.p[index].offset;
+}
+#define LW(d, l, k) tensor(d, PT_LAYER(l, k))
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static int setup(struct decoder *d, const struct gpt2_config *cfg, const struct ops *ops,
+                 int chunk) {
+    memset(d, 0, sizeof *d);
+    if (model_config_check(cfg)) return -1;
+    d->cfg = *cfg;
+    d->ops = ops;
+    if (chunk < 0) return err_set("decoder: chunk %d is negative", chunk);
+    if (chunk == 0) chunk = cfg->max_seq < DEFAULT_CHUNK ? cfg->max_seq : DEFAULT_CHUNK;
+    if (chunk > cfg->max_seq) chunk = cfg->max_seq;
+    d->chunk = chunk;
+    if (param_table_build(cfg, &d->table)) return -1;
+
+    const size_t T = (size_t)chunk, C = (size_t)cfg->n_embd, V = (size_t)cfg->vocab_size;
+    const size_t NH = (size_t)cfg->n_head, S = (size_t)cfg->max_seq;
+    const size_t lrows = T < LOGIT_ROWS ? T : LOGIT_ROWS;
+    size_t sizes[] = {T * C,     T * C,     T * C,      T * C,     T * C, T * C,
+                      4 * T * C, 4 * T * C, NH * T * S, lrows * V, T};
+    float **slots[] = {&d->x,   &d->x2,       &d->ln,    &d->q,      &d->atty, &d->proj,
+                       &d->fch, &d->fch_gelu, &d->probs, &d->logits, NULL};
+    const int ns = (int)(sizeof sizes / sizeof sizes[0]);
+    size_t total = 0;
+    for (int i = 0; i < ns; i++)
+        total += round16(sizes[i]);
+    d->scratch = ops->alloc(total * sizeof(float));
+    if (!d->scratch) {
+        param_table_free(&d->table);
+        return err_set("decoder: out of memory for %.1f MiB of scratch (%d positions, %s "
+                       "backend)",
+                       total * 4.0 / 1048576.0, chunk, ops->name);
+    }
+    size_t off = 0;
+    for (int i = 0; i < ns; i++) {
+        if (slots[i])
+            *slots[i] = d->scratch + off;
+        else
+            d->tokens = (int32_t *)(d->scratch + off); /* int32 fits a float slot */
+        off += round16(sizes[i]);
+    }
+    return 0;
+}
+
+int decoder_create(struct decoder *d, const struct gpt2_config *cfg,
+                   const struct ops *ops, const float *host_params, int chunk) {
+    if (setup(d, cfg, ops, chunk)) return -1;
+    size_t bytes = d->table.total * sizeof(float);
+    d->params = ops->alloc(bytes);
+    if (!d->params) {
+        decoder_destroy(d);
+        return err_set("decoder: out of memory for %zu parameters (%.1f MiB, %s backend)",
+                       d->table.total, bytes / 1048576.0, ops->name);
+    }
+    d->owns_params = 1;
+    ops->upload(d->params, host_params, bytes);
+    return 0;
+}
+
+int decoder_create_borrowed(struct decoder *d, const struct gpt2_config *cfg,
+                            const struct ops *ops, float *backend_params, int chunk) {
+    if (setup(d, cfg, ops, chunk)) return -1;
+    d->params = backend_params;
+    d->owns_params = 0;
+    return 0;
+}
+
+void decoder_destroy(struct decoder *d) {
+    if (!d->ops) return;
+    if (d->scratch) d->ops->free(d->scratch);
+    if (d->owns_params && d->params) d->ops->free(d->params);
+    param_table_free(&d->table);
+    memset(d, 0, sizeof *d);
+}
+
+/* Final layernorm + tied LM head for `rows` rows of the stream x (backend),
+ * downloaded to host out[rows, V] in groups of LOGIT_ROWS. */
+static void lm_head(struct decoder *d, const float *x, int rows, float *out) {
+    const struct ops *o = d->ops;
+    const int C = d->cfg.n_embd, V = d->cfg.vocab_size, L = d->cfg.n_layer;
+    o->layernorm_fwd(d->ln, NULL, NULL, x, tensor(d, PT_LNF_W(L)), tensor(d, PT_LNF_B(L)),
+                     rows, C);
+    for (int r0 = 0; r0 < rows; r0 += LOGIT_ROWS) {
+        int r = rows - r0 < LOGIT_ROWS ? rows - r0 : LOGIT_ROWS;
+        o->matmul_fwd(d->logits, d->ln + (size_t)r0 * C, tensor(d, PT_WTE), NULL, r, C,
+                      V);
+        o->download(out + (size_t)r0 * V, d->logits, (size_t)r * V * sizeof(float));
+    }
+}
+
+/* One chunk of n <= d->chunk tokens at positions [p0, p0 + n). Returns the
+ * buffer holding the final residual stream [n, C]. */
+static float *forward_chunk(struct decoder *d, struct kv_cache *c, int slot,
+                            const int32_t *tokens, int n, int p0) {
+    const struct ops *o = d->ops;
+    const int C = d->cfg.n_embd, NH = d->cfg.n_head, HS = C / NH, V = d->cfg.vocab_size;
+    const size_t nC = (size_t)n * C;
+    o->upload(d->tokens, tokens, (size_t)n * sizeof(int32_t));
+    float *x = d->x, *y = d->x2;
+    o->embedding_fwd(x, d->tokens, tensor(d, PT_WTE), tensor(d, PT_WPE), 1, n, C, p0, 0,
+                     V);
+    for (int l = 0; l < d->cfg.n_layer; l++) {
+        float *kv = kvcache_layer(c, slot, l);
+        const float *wqkv = LW(d, l, LP_QKV_W), *bqkv = LW(d, l, LP_QKV_B);
+        o->layernorm_fwd(d->ln, NULL, NULL, x, LW(d, l, LP_LN1_W), LW(d, l, LP_LN1_B), n,
+                         C);
+        o->matmul_fwd(d->q, d->ln, wqkv, bqkv, n, C, C);
+        o->matmul_fwd(kv + (size_t)p0 * 2 * C, d->ln, wqkv + (size_t)C * C, bqkv + C, n,
+                      C, 2 * C);
+        o->attention_fwd(d->atty, d->probs, d->q, kv, kv + C, 1, n, p0 + n, NH, HS, C,
+                         2 * C);
+        o->matmul_fwd(d->proj, d->atty, LW(d, l, LP_ATTPROJ_W), LW(d, l, LP_ATTPROJ_B), n,
+                      C, C);
+        o->residual_fwd(y, x, d->proj, nC);
+        o->layernorm_fwd(d->ln, NULL, NULL, y, LW(d, l, LP_LN2_W), LW(d, l, LP_LN2_B), n,
+                         C);
+        o->matmul_fwd(d->fch, d->ln, LW(d, l, LP_FC_W), LW(d, l, LP_FC_B), n, C, 4 * C);
+        o->gelu_fwd(d->fch_gelu, d->fch, 4 * nC);
+        o->matmul_fwd(d->proj, d->fch_gelu, LW(d, l, LP_FCPROJ_W), LW(d, l, LP_FCPROJ_B),
+                      n, 4 * C, C);
+        o->residual_fwd(x, y, d->proj, nC);
+    }
+    return x;
+}
+
+int decoder_forward(struct decoder *d, struct kv_cache *c, int slot,
+                    const int32_t *tokens, int n, enum decoder_logits which,
+                    float *logits_out) {
+    const int V = d->cfg.vocab_size;
+    if (c->n_layer != d->cfg.n_layer || c->n_embd != d->cfg.n_embd)
+        return err_set("decoder: the kv cache was made for %d layers x width %d, the "
+                       "model has %d x %d",
+                       c->n_layer, c->n_embd, d->cfg.n_layer, d->cfg.n_embd);
+    if (which != DECODER_LOGITS_NONE && !logits_out)
+        return err_set("decoder: logits requested without an output buffer");
+    if (kvcache_reserve(c, slot, n)) return -1;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return err_set("token %d at position %d is outside the vocabulary [0, %d)",
+                           tokens[i], i, V);
+    for (int i0 = 0; i0 < n; i0 += d->chunk) {
+        int m = n - i0 < d->chunk ? n - i0 : d->chunk;
+        int p0 = kvcache_len(c, slot);
+        float *x = forward_chunk(d, c, slot, tokens + i0, m, p0);
+        kvcache_commit(c, slot, m);
+        d->positions_processed += m;
+        if (which == DECODER_LOGITS_ALL)
+            lm_head(d, x, m, logits_out + (size_t)i0 * V);
+        else if (which == DECODER_LOGITS_LAST && i0 + m == n)
+            lm_head(d, x + (size_t)(m - 1) * d->cfg.n_embd, 1, logits_out);
+    }
+    d->forward_calls++;
+    return 0;
+}

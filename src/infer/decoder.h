@@ -1,0 +1,73 @@
+/* src/infer/decoder.h — the GPT-2 inference forward pass over a KV cache.
+ *
+ * decoder_forward(tokens[0..n)) runs the n tokens of one sequence at
+ * positions [len, len + n), where len is what the sequence's cache slot
+ * already holds: prefill is one call with the prompt, a decode step a call
+ * with n = 1. Each layer projects the new rows' k|v straight into the cache
+ * and attends with Tq = n queries against Tk = len + n cached keys, so no
+ * position is ever recomputed. The math is gpt2_forward's (same ops, same
+ * parameter table), minus what only training needs (saved activations,
+ * gradients, the loss); tests/test_generate.c checks that the logits agree.
+ *
+ * Inputs longer than the scratch chunk (set at create) are processed in
+ * chunks of that size: the same result, bounded memory for long prompts.
+ * Only ops-table calls touch backend memory: the same code runs on CUDA.
+ */
+#ifndef LLMPI_DECODER_H
+#define LLMPI_DECODER_H
+
+#include <stdint.h>
+
+#include "kvcache.h"
+#include "model.h"
+#include "ops.h"
+
+struct decoder {
+    struct gpt2_config cfg;
+    struct param_table table;
+    const struct ops *ops;
+    float *params;   /* table layout, backend memory */
+    int owns_params; /* 0: borrowed (e.g. from a struct gpt2) */
+    int chunk;       /* most positions per internal forward */
+    /* scratch, backend memory, sized for `chunk` positions */
+    float *scratch;
+    float *x, *x2;         /* [chunk, C] residual stream (ping-pong) */
+    float *ln, *q, *atty;  /* [chunk, C] */
+    float *proj;           /* [chunk, C] */
+    float *fch, *fch_gelu; /* [chunk, 4C] */
+    float *probs;          /* [NH, chunk, max_seq] attention scratch */
+    float *logits;         /* [chunk, V] */
+    int32_t *tokens;       /* [chunk] */
+    /* statistics: positions run through the model (the prefix never is twice) */
+    long long positions_processed;
+    long long forward_calls;
+};
+
+/* Create a decoder owning a copy of host parameters (table.total floats in
+ * table order). chunk: positions per internal forward (0 = the context).
+ * -1 + err_set on a bad configuration or out of memory. */
+int decoder_create(struct decoder *d, const struct gpt2_config *cfg,
+                   const struct ops *ops, const float *host_params, int chunk);
+/* The same over parameters already in backend memory (not copied, not freed):
+ * e.g. a training model's m->params. */
+int decoder_create_borrowed(struct decoder *d, const struct gpt2_config *cfg,
+                            const struct ops *ops, float *backend_params, int chunk);
+void decoder_destroy(struct decoder *d);
+
+/* Which logits decoder_forward returns. */
+enum decoder_logits {
+    DECODER_LOGITS_NONE, /* none (e.g. the first chunks of a long prompt) */
+    DECODER_LOGITS_LAST, /* [V]: the prediction after the last token */
+    DECODER_LOGITS_ALL,  /* [n, V]: one row per input token */
+};
+
+/* Run tokens[0..n) of the sequence in cache slot `slot` (positions len..len+n),
+ * append their keys/values to the slot and write the requested logits to
+ * host memory `logits_out` (may be NULL with DECODER_LOGITS_NONE).
+ * -1 + err_set (nothing appended) when n < 1, a token is outside the
+ * vocabulary, or the positions exceed the slot's capacity. */
+int decoder_forward(struct decoder *d, struct kv_cache *cache, int slot,
+                    const int32_t *tokens, int n, enum decoder_logits which,
+                    float *logits_out);
+
+#endif
