@@ -8,11 +8,13 @@
 #   libs:   libpcre2-dev (tokenizer regex), libcjson-dev (JSON), libhdf5-dev +
 #           hdf5-tools (checkpoints, h5dump)
 #   data:   fortunes, fortunes-min, fortunes-zh (the embedded default corpus)
+#   MPI:    libopenmpi-dev + openmpi-bin (Open MPI: the DP x TP grid and its
+#           collectives; mpirun runs the multi-rank tests)
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcriterion-dev
-          libpcre2-dev libcjson-dev libhdf5-dev hdf5-tools
+          libpcre2-dev libcjson-dev libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
           python3 fortunes fortunes-min fortunes-zh)
 missing=()
 for p in "${packages[@]}"; do

@@ -115,6 +115,45 @@ struct ops {
     void (*xent_bwd_inplace)(float *logits, const int32_t *target, const float *dloss,
                              int N, int V);
 
+    /* ---- cross-entropy over a vocabulary shard (tensor parallelism) -------
+     * Each rank holds logits[N, V] for the ids [vocab_start, vocab_start + V)
+     * only. Over the whole vocabulary, with M[n] = max_v z[n,v] and
+     * S[n] = sum_v exp(z[n,v] - M[n]):
+     *   loss[n]  = log S[n] + M[n] - z[n, target[n]]
+     *   dz[n,v]  = dloss[n] * (exp(z[n,v] - M[n]) / S[n] - [v == target[n]])
+     * M and S decompose over the shards r, from the local m_r = max of the
+     * shard's row and s_r = sum over the shard exp(z - m_r):
+     *   M = max_r m_r,   S = sum_r s_r * exp(m_r - M).
+     * One step on every rank, exchanging only per-row scalars:
+     *   1. xent_shard_stats(m, s, zt, ...)   local m_r, s_r; zt = z[n,target]
+     *                                        if the target is in this shard,
+     *                                        else 0 (also 0 for target < 0)
+     *   2. caller: allreduce-max m -> M
+     *   3. xent_shard_rescale(s, m, M, N)    s_r *= exp(m_r - M)
+     *   4. caller: allreduce-sum s -> S and zt -> z[n, target[n]] (one rank
+     *      contributes it, the others 0, so this sum is exact); keeping s and
+     *      zt adjacent in one [2N] buffer makes it a single allreduce
+     *   5. xent_shard_loss(loss, M, S, zt, target, N)   (same on every rank)
+     *   6. xent_shard_bwd_inplace(logits, ..., M, S, ...) the shard's dz,
+     *      written over its logits in place (no further communication)
+     * target < 0: loss 0, gradient 0. A shard with V == 0 (or a row of -inf)
+     * has m_r = -inf and s_r = 0, and the rescale keeps s_r = 0.
+     * With a single shard (vocab_start 0, V the whole vocabulary) these follow
+     * the fused ops' arithmetic, so they agree with xent_fwd/xent_bwd_inplace.
+     */
+    void (*xent_shard_stats)(float *rowmax, float *rowsumexp, float *target_logit,
+                             const float *logits, const int32_t *target, int N, int V,
+                             int vocab_start);
+    void (*xent_shard_rescale)(float *sumexp, const float *localmax,
+                               const float *globalmax, int N);
+    void (*xent_shard_loss)(float *loss, const float *globalmax,
+                            const float *globalsumexp, const float *target_logit,
+                            const int32_t *target, int N);
+    void (*xent_shard_bwd_inplace)(float *logits, const int32_t *target,
+                                   const float *dloss, const float *globalmax,
+                                   const float *globalsumexp, int N, int V,
+                                   int vocab_start);
+
     /* ---- optimizer updates (one tensor of n elements) ---------------------
      * sgd  : g' = g + wd*p; m = momentum*m + g'; p -= lr*m     (torch.optim.SGD)
      * adam : g' = g + wd*p (L2, when decoupled == 0); with decoupled != 0

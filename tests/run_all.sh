@@ -11,6 +11,10 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 # Sleeping, not spinning, OpenMP workers: many short test processes on a
 # small shared machine otherwise spend their time waiting for time slices.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# Open MPI refuses to run as root without these, and more ranks than cores
+# (the multi-rank tests start up to 4 on a 2-core machine) need oversubscribe.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
 
 echo "== Release build, -Werror"
 bash "$ROOT/jobs/build.sh" "$ROOT/build" -DLLMPI_WERROR=ON

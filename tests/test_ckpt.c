@@ -1,4 +1,4 @@
-/* tests/test_ckpt.c — HDF5 checkpoints (src/common/ckpt.c).
+/* tests/test_ckpt.c — HDF5 checkpoints (src/common/ckpt*.c).
  *
  * Round trips must be bit-exact (parameters, moments, every state field);
  * damaged files (truncated at many lengths, garbage, not a checkpoint,

@@ -38,6 +38,16 @@ void cpu_residual_bwd(float *da, float *db, const float *dout, size_t n);
 void cpu_xent_fwd(float *loss, const float *logits, const int32_t *target, int N, int V);
 void cpu_xent_bwd_inplace(float *logits, const int32_t *target, const float *dloss, int N,
                           int V);
+void cpu_xent_shard_stats(float *rowmax, float *rowsumexp, float *target_logit,
+                          const float *logits, const int32_t *target, int N, int V,
+                          int vocab_start);
+void cpu_xent_shard_rescale(float *sumexp, const float *localmax, const float *globalmax,
+                            int N);
+void cpu_xent_shard_loss(float *loss, const float *globalmax, const float *globalsumexp,
+                         const float *target_logit, const int32_t *target, int N);
+void cpu_xent_shard_bwd_inplace(float *logits, const int32_t *target, const float *dloss,
+                                const float *globalmax, const float *globalsumexp, int N,
+                                int V, int vocab_start);
 void cpu_sgd_update(float *p, const float *g, float *m, size_t n, float lr,
                     float momentum, float wd);
 void cpu_adam_update(float *p, const float *g, float *m, float *v, size_t n, float lr,

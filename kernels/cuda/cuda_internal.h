@@ -150,6 +150,19 @@ void cuda_xent_fwd(float *loss, const float *logits, const int32_t *target,
                    int N, int V);
 void cuda_xent_bwd_inplace(float *logits, const int32_t *target,
                            const float *dloss, int N, int V);
+void cuda_xent_shard_stats(float *rowmax, float *rowsumexp,
+                           float *target_logit, const float *logits,
+                           const int32_t *target, int N, int V,
+                           int vocab_start);
+void cuda_xent_shard_rescale(float *sumexp, const float *localmax,
+                             const float *globalmax, int N);
+void cuda_xent_shard_loss(float *loss, const float *globalmax,
+                          const float *globalsumexp, const float *target_logit,
+                          const int32_t *target, int N);
+void cuda_xent_shard_bwd_inplace(float *logits, const int32_t *target,
+                                 const float *dloss, const float *globalmax,
+                                 const float *globalsumexp, int N, int V,
+                                 int vocab_start);
 void cuda_sgd_update(float *p, const float *g, float *m, size_t n, float lr,
                      float momentum, float wd);
 void cuda_adam_update(float *p, const float *g, float *m, float *v, size_t n,

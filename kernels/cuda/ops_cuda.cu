@@ -81,6 +81,10 @@ bool init_backend(void) {
     g_ops.residual_bwd = cuda_residual_bwd;
     g_ops.xent_fwd = cuda_xent_fwd;
     g_ops.xent_bwd_inplace = cuda_xent_bwd_inplace;
+    g_ops.xent_shard_stats = cuda_xent_shard_stats;
+    g_ops.xent_shard_rescale = cuda_xent_shard_rescale;
+    g_ops.xent_shard_loss = cuda_xent_shard_loss;
+    g_ops.xent_shard_bwd_inplace = cuda_xent_shard_bwd_inplace;
     g_ops.sgd_update = cuda_sgd_update;
     g_ops.adam_update = cuda_adam_update;
     g_ops.sumsq = cuda_sumsq;

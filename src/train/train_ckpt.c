@@ -1,5 +1,5 @@
 /* src/train/train_ckpt.c — locate, check, restore and save the trainer's
- * checkpoints (see train_ckpt.h; the format is src/common/ckpt.c). */
+ * checkpoints (see train_ckpt.h; the format: src/common/ckpt.h, docs/checkpoints.md). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
