@@ -7,6 +7,7 @@
 # run reports everything; exits non-zero if any step failed.
 #   CUDA_ARCH   CUDA architectures to build for (default 90)
 #   FULL=1      also run the whole CPU suite there
+#   NO_BENCH=1  skip the benchmarks
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$ROOT/runs/gpu_check}
@@ -35,7 +36,7 @@ fi
 step "GPU tests"
 T="$ROOT/build-gpu/tests"
 {
-  for t in test_cuda_vs_cpu test_generate test_ops_grad; do
+  for t in test_cuda_vs_cpu test_generate test_ops_grad test_xent_shard; do
     timeout 240 "$T/$t" -j1 --verbose 2>&1 | grep -E "FAIL|SKIP|Synthesis|cuda" || true
   done
 } > "$OUT/gpu_tests.txt" 2>&1
@@ -47,6 +48,8 @@ if [ "${FULL:-0}" = 1 ]; then
   (cd "$ROOT/build-gpu" && ctest -LE gpu --output-on-failure) > "$OUT/ctest_all.log" 2>&1 || failed=1
   tail -4 "$OUT/ctest_all.log"
 fi
+
+[ "${NO_BENCH:-0}" = 1 ] && exit $failed
 
 step "benchmarks"
 B="$ROOT/build-gpu/llmpi"
