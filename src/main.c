@@ -10,7 +10,7 @@ static const char *usage = "usage: llmpi <command> [options]   (llmpi <command> 
                            "\n"
                            "commands:\n"
                            "  prep      text, directories or JSONL -> token shards\n"
-                           "  train     train a GPT-2 (one rank for now)\n"
+                           "  train     train a GPT-2 (data-parallel under mpirun / srun)\n"
                            "  generate  sample text from a checkpoint\n"
                            "  convert   Hugging Face GPT-2 <-> llmpi checkpoint\n"
                            "  bench     benchmarks: train, tokenizer, generate\n"

@@ -245,3 +245,62 @@ int comm_barrier(const struct comm *c) {
         return err_set("comm %s: barrier on a closed communicator", c->name);
     return comm_mpi_error(c, MPI_Barrier(c->mpi), "barrier");
 }
+
+/* Nonblocking allreduce (comm.h): one MPI_Iallreduce; the avg division
+ * happens on completion, in comm_test or comm_wait. */
+static int request_what(const struct comm_request *r, char *what, size_t len) {
+    return snprintf(what, len, "iallreduce(%s, %s, n=%zu)", comm_op_name(r->op),
+                    comm_dtype_name(r->t), r->n);
+}
+
+int comm_iallreduce(const struct comm *c, void *buf, size_t n, enum comm_dtype t,
+                    enum comm_op op, struct comm_request *req) {
+    char what[96];
+    *req = (struct comm_request){.mpi = MPI_REQUEST_NULL, .c = c, .buf = buf, .n = n,
+                                 .t = t, .op = op, .done = 1};
+    if (check(c, "iallreduce", buf, n, t, op, 1, what, sizeof what)) return -1;
+    if (n > chunk(c))
+        return err_set("comm %s: %s: more than %zu elements in one request", c->name,
+                       what, chunk(c));
+    if (n == 0) return 0;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, mpi_type(t), mpi_op(op), c->mpi,
+                            &req->mpi);
+    if (rc != MPI_SUCCESS) return comm_mpi_error(c, rc, what);
+    req->done = 0;
+    return 0;
+}
+
+static void request_complete(struct comm_request *r) {
+    r->done = 1;
+    r->mpi = MPI_REQUEST_NULL;
+    if (r->op == COMM_AVG) divide(r->buf, r->n, r->t, r->c->size);
+}
+
+int comm_test(struct comm_request *req, int *done) {
+    *done = 1;
+    if (req->done || !req->c) return 0;
+    int flag = 0;
+    int rc = MPI_Test(&req->mpi, &flag, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+        char what[96];
+        request_what(req, what, sizeof what);
+        req->done = 1;
+        return comm_mpi_error(req->c, rc, what);
+    }
+    if (flag) request_complete(req);
+    *done = flag;
+    return 0;
+}
+
+int comm_wait(struct comm_request *req) {
+    if (req->done || !req->c) return 0;
+    int rc = MPI_Wait(&req->mpi, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+        char what[96];
+        request_what(req, what, sizeof what);
+        req->done = 1;
+        return comm_mpi_error(req->c, rc, what);
+    }
+    request_complete(req);
+    return 0;
+}

@@ -77,6 +77,35 @@ int comm_broadcast(const struct comm *c, void *buf, size_t n, enum comm_dtype t,
 
 int comm_barrier(const struct comm *c);
 
+/* A nonblocking allreduce in flight (comm_iallreduce .. comm_wait). */
+struct comm_request {
+    MPI_Request mpi; /* MPI_REQUEST_NULL when idle or complete */
+    const struct comm *c;
+    void *buf;
+    size_t n;
+    enum comm_dtype t;
+    enum comm_op op;
+    int done; /* completed (and, for avg, divided) */
+};
+
+/* Start an in-place allreduce of buf[0..n) (MPI_Iallreduce) and return at
+ * once; the buffer must not be touched until comm_wait. Collective: every
+ * member starts its nonblocking collectives on a comm in the same order.
+ * For overlap with computation (DP gradient buckets). One MPI call, so n
+ * must not exceed c->max_count (an error otherwise, on every rank alike). */
+int comm_iallreduce(const struct comm *c, void *buf, size_t n, enum comm_dtype t,
+                    enum comm_op op, struct comm_request *req);
+
+/* Drive progress: *done = 1 when the request has completed (then as after
+ * comm_wait). MPI makes progress only inside MPI calls unless it has a
+ * progress thread, so calling this now and then during computation is what
+ * moves the data. */
+int comm_test(struct comm_request *req, int *done);
+
+/* Block until the request completes; for avg, divide by the group size.
+ * Safe on a completed or never-started (zeroed) request. */
+int comm_wait(struct comm_request *req);
+
 /* Turn an MPI return code into err_set("comm NAME: WHAT failed on world rank
  * R (group rank r of n): MPI message"); returns 0 for MPI_SUCCESS, else -1.
  * Other modules that call MPI on a comm (MPI-IO, bench) use it too. */

@@ -264,6 +264,15 @@ int gpt2_forward(struct gpt2 *m, const int32_t *tokens, const int32_t *targets, 
     return 0;
 }
 
+/* Tell the grads_ready hook that tensor `index`'s gradient is final. The
+ * backend is synced first: the hook may hand the buffer to MPI. */
+static void grads_ready(struct gpt2 *m, int index) {
+    if (!m->grads_ready) return;
+    m->ops->sync();
+    const struct param_info *p = &m->table.p[index];
+    m->grads_ready(m->grads_ready_ctx, p->offset, p->numel);
+}
+
 int gpt2_backward(struct gpt2 *m) {
     if (!m->act_buf || !m->have_targets)
         return err_set("backward needs a forward pass with targets first");
@@ -327,10 +336,16 @@ int gpt2_backward(struct gpt2 *m) {
            o->layernorm_bwd(m->dstream, LP(m, G, l, LP_LN1_W), LP(m, G, l, LP_LN1_B),
                             m->dln, x, LP(m, P, l, LP_LN1_W), a->ln1_mean, a->ln1_rstd, N,
                             C));
+        for (int k = 0; k < LP_COUNT; k++)
+            grads_ready(m, PT_LAYER(l, k));
     }
     OP(m, "embedding bwd",
        o->embedding_bwd(param(m, G, PT_WTE), param(m, G, PT_WPE), m->dstream, m->tokens,
                         B, T, C, 0, 0, V));
+    grads_ready(m, PT_WTE);
+    grads_ready(m, PT_WPE);
+    grads_ready(m, PT_LNF_W(L));
+    grads_ready(m, PT_LNF_B(L));
     m->have_targets = 0; /* logits now hold gradients */
     return 0;
 }

@@ -62,6 +62,16 @@ struct gpt2 {
     float *host_losses;        /* [B,T] host copy */
     int have_targets;
     struct gpt2_profile *profile; /* NULL: not profiling */
+
+    /* Optional (NULL: off). gpt2_backward calls it once for every parameter
+     * tensor, with the tensor's range of the flat buffer (table offset and
+     * numel), as soon as that tensor's gradient is final: a layer's tensors
+     * right after the layer's backward (last layer first), then wte, wpe and
+     * ln_f at the end. Every element is reported exactly once per backward.
+     * Data parallelism uses it to start averaging gradient buckets while
+     * backward goes on (src/train/dp.h). */
+    void (*grads_ready)(void *ctx, size_t offset, size_t count);
+    void *grads_ready_ctx;
 };
 
 /* Tensor `index` of the parameter table inside a buffer of table layout
@@ -87,7 +97,8 @@ int gpt2_forward(struct gpt2 *m, const int32_t *tokens, const int32_t *targets, 
                  int T, double *mean_loss);
 
 /* Backward pass of the last forward (which must have had targets): zeroes
- * the gradients, then fills them with d(mean loss)/d(params). */
+ * the gradients, then fills them with d(mean loss)/d(params), calling
+ * m->grads_ready (when set) as tensors become final. */
 int gpt2_backward(struct gpt2 *m);
 
 #endif

@@ -31,10 +31,21 @@ const char *optim_kind_name(enum optim_kind kind) {
 
 int optim_create(struct optim *o, const struct optim_config *cfg,
                  const struct gpt2 *model) {
+    return optim_create_range(o, cfg, model, 0, model->table.total);
+}
+
+int optim_create_range(struct optim *o, const struct optim_config *cfg,
+                       const struct gpt2 *model, size_t lo, size_t hi) {
     memset(o, 0, sizeof *o);
+    if (lo > hi || lo > model->table.total)
+        return err_set("optimizer range [%zu, %zu) outside %zu parameters", lo, hi,
+                       model->table.total);
     o->cfg = *cfg;
     o->ops = model->ops;
-    size_t bytes = model->table.total * sizeof(float);
+    o->lo = lo;
+    o->hi = hi;
+    size_t bytes = (hi - lo) * sizeof(float);
+    if (bytes == 0) bytes = sizeof(float); /* an empty shard still gets a buffer */
     o->m = o->ops->alloc(bytes);
     if (cfg->kind != OPTIM_SGD) o->v = o->ops->alloc(bytes);
     if (!o->m || (cfg->kind != OPTIM_SGD && !o->v)) {
@@ -52,6 +63,24 @@ void optim_destroy(struct optim *o) {
     if (o->m) o->ops->free(o->m);
     if (o->v) o->ops->free(o->v);
     memset(o, 0, sizeof *o);
+}
+
+/* The part of tensor p inside [lo, min(hi, total)): *a..*b (absolute). */
+static int clip_range(const struct param_info *p, size_t lo, size_t hi, size_t *a,
+                      size_t *b) {
+    *a = p->offset > lo ? p->offset : lo;
+    *b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
+    return *a < *b;
+}
+
+double optim_grad_sumsq(const struct gpt2 *model, size_t lo, size_t hi) {
+    double sumsq = 0.0;
+    for (int i = 0; i < model->table.count; i++) {
+        size_t a, b;
+        if (clip_range(&model->table.p[i], lo, hi, &a, &b))
+            sumsq += model->ops->sumsq(model->grads + a, b - a);
+    }
+    return sumsq;
 }
 
 double optim_clip_grads(struct gpt2 *model, double clip) {
@@ -72,14 +101,16 @@ void optim_step(struct optim *o, struct gpt2 *model, float lr) {
     o->t += 1;
     for (int i = 0; i < model->table.count; i++) {
         const struct param_info *p = &model->table.p[i];
+        size_t a, b; /* the piece of this tensor in the state's range */
+        if (!clip_range(p, o->lo, o->hi, &a, &b)) continue;
         float wd = p->weight_decay ? c->weight_decay : 0.0f;
-        float *w = model->params + p->offset;
-        const float *g = model->grads + p->offset;
-        float *m = o->m + p->offset;
+        float *w = model->params + a;
+        const float *g = model->grads + a;
+        float *m = o->m + (a - o->lo);
         if (c->kind == OPTIM_SGD)
-            o->ops->sgd_update(w, g, m, p->numel, lr, c->momentum, wd);
+            o->ops->sgd_update(w, g, m, b - a, lr, c->momentum, wd);
         else
-            o->ops->adam_update(w, g, m, o->v + p->offset, p->numel, lr, c->beta1,
+            o->ops->adam_update(w, g, m, o->v + (a - o->lo), b - a, lr, c->beta1,
                                 c->beta2, c->eps, wd, o->t, c->kind == OPTIM_ADAMW);
     }
 }

@@ -4,6 +4,11 @@
  * module owns the state buffers, walks the table tensor by tensor (weight
  * decay only where the table says so: matrices and embeddings, not biases or
  * layernorms) and implements global-norm clipping.
+ *
+ * ZeRO-1 (src/train/dp.h): the state may cover only a range [lo, hi) of the
+ * flat parameter buffer, a rank's shard. The walk then intersects every
+ * tensor with the range, so the per-tensor weight-decay rule holds even for
+ * a tensor cut by a shard boundary. Unsharded: [0, table.total).
  */
 #ifndef LLMPI_OPTIM_H
 #define LLMPI_OPTIM_H
@@ -22,8 +27,11 @@ struct optim_config {
 struct optim {
     struct optim_config cfg;
     const struct ops *ops;
-    float *m, *v; /* first/second moments (SGD uses m as momentum) */
+    float *m, *v; /* first/second moments (SGD uses m as momentum), hi - lo
+                     floats each: element i of the flat buffer is m[i - lo] */
     int t;        /* steps taken */
+    size_t lo, hi; /* the range of the flat buffer this state updates; hi may
+                      run past table.total (padding, never touched) */
 };
 
 /* Parse "sgd", "adam", "adamw"; -1 + err_set otherwise. */
@@ -32,13 +40,21 @@ const char *optim_kind_name(enum optim_kind kind);
 
 int optim_create(struct optim *o, const struct optim_config *cfg,
                  const struct gpt2 *model);
+/* State for the range [lo, hi) only (a ZeRO-1 shard); lo <= table.total. */
+int optim_create_range(struct optim *o, const struct optim_config *cfg,
+                       const struct gpt2 *model, size_t lo, size_t hi);
 void optim_destroy(struct optim *o);
+
+/* Sum of squares of the gradients in [lo, hi) of the flat buffer (hi is
+ * clamped to table.total), summed tensor piece by tensor piece in double. */
+double optim_grad_sumsq(const struct gpt2 *model, size_t lo, size_t hi);
 
 /* Global L2 norm of all gradients; when clip > 0 and the norm exceeds it,
  * scales every gradient by clip / norm. Returns the norm before clipping. */
 double optim_clip_grads(struct gpt2 *model, double clip);
 
-/* One update of every parameter with learning rate lr. */
+/* One update of every parameter in the state's range with learning rate lr
+ * (gradients read from model->grads at the same flat offsets). */
 void optim_step(struct optim *o, struct gpt2 *model, float lr);
 
 #endif

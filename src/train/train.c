@@ -1,8 +1,20 @@
-/* src/train/train.c — `llmpi train`: single-rank training loop.
+/* src/train/train.c — `llmpi train`: the training loop, on one rank or
+ * data-parallel over the ranks of `mpirun -np N` (docs/distributed.md).
  *
- * Flow: parse flags -> (resume: read the checkpoint, check it against the
- * flags) -> load data -> build model on the chosen backend -> for each step:
- * batch, forward, backward, clip, lr schedule, update, log, checkpoint.
+ * Flow: MPI start-up and stop-signal handlers -> parse flags -> the DP x TP
+ * grid (TP 1 only for now) -> (resume: read the checkpoint, check it against
+ * the flags) -> load data -> build model on the chosen backend -> for each
+ * step: batch (this rank's slice of the global batch), forward, backward
+ * (gradient buckets averaged over the DP group as backward goes, dp.h),
+ * clip, lr schedule, update, log, checkpoint, stop-signal agreement.
+ *
+ * Failures under MPI: every rank validates its inputs, then all agree at one
+ * point (dist_exit_if_any: one message, from the lowest failing rank, every
+ * rank exits 1). In the loop, an error only this rank can see (a failed
+ * collective, a forward error) ends the job at once (dist_fail, MPI_Abort);
+ * an error every rank sees alike (a NaN global loss, a checkpoint rank 0
+ * could not write) goes through the agreement. In a world of one both print
+ * "llmpi train: error: ..." and exit 1, as before MPI was here.
  * Every input is validated before any output file is created; the metrics
  * file is written as FILE.partial (flushed per step, so it can be tailed)
  * and renamed to FILE only when the run completes, so a failed run never
@@ -20,12 +32,15 @@
 #include <string.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include "args.h"
 #include "backend.h"
 #include "ckpt.h"
 #include "data.h"
+#include "dist.h"
+#include "dp.h"
 #include "err.h"
 #include "gpt2.h"
 #include "metrics_file.h"
@@ -35,7 +50,15 @@
 #include "schedule.h"
 #include "subcommands.h"
 #include "timer.h"
+#include "topo.h"
 #include "train_ckpt.h"
+
+/* Rank 0 alone prints progress and notes (every rank would repeat them). */
+static int g_quiet;
+#define NOTE(...)                                                                        \
+    do {                                                                                 \
+        if (!g_quiet) fprintf(stderr, __VA_ARGS__);                                      \
+    } while (0)
 
 /* The trainer's RNG stream is seeded from --seed xor this, so it does not
  * replay the parameter initialisation's draws. */
@@ -51,6 +74,8 @@ struct train_args {
     struct optim_config opt;
     const char *ckpt_dir, *resume; /* resume: NULL no, "" bare --resume */
     int ckpt_every, keep;
+    int tp, zero;     /* --tp (1 only for now), --zero (0 or 1) */
+    float bucket_mb;  /* --bucket-mb */
     const char *given[64]; /* the flags on the command line, for resume */
     int ngiven;
 };
@@ -64,7 +89,8 @@ static int given(const struct train_args *a, const char *flag) {
 static const char *train_help =
     "usage: llmpi train --data PATH [options]\n"
     "\n"
-    "Train a GPT-2 on one rank. --data is an `llmpi prep` output directory\n"
+    "Train a GPT-2 on one rank, or data-parallel under mpirun -np N / srun\n"
+    "(docs/distributed.md). --data is an `llmpi prep` output directory\n"
     "(train.bin + val.bin + its tokenizer), a single token shard (its last\n"
     "--val-fraction held out), or any other file, read as bytes (vocabulary 256).\n"
     "\n"
@@ -77,6 +103,13 @@ static const char *train_help =
     "  --seed S             initialisation seed (default 1337)\n"
     "  --device D           cpu, cuda or auto (default cpu)\n"
     "  --threads N          CPU threads (default: OMP_NUM_THREADS or all cores)\n"
+    "parallelism (under mpirun / srun):\n"
+    "  --tp T               tensor-parallel size (default 1; only 1 for now)\n"
+    "                       data parallelism uses the other ranks: DP = ranks / T;\n"
+    "                       --batch is the global batch and DP must divide it\n"
+    "  --bucket-mb X        gradient allreduce bucket size in MiB (default 25)\n"
+    "  --zero N             1: shard the optimizer state over the DP ranks\n"
+    "                       (ZeRO-1; default 0)\n"
     "optimizer:\n"
     "  --optimizer O        sgd, adam or adamw (default adamw)\n"
     "  --lr X               peak learning rate (default 6e-4)\n"
@@ -102,7 +135,9 @@ static const char *train_help =
     "  --resume [PATH]      continue from PATH (a checkpoint, or a directory's\n"
     "                       newest); without PATH from --ckpt-dir's newest, or\n"
     "                       from scratch when it has none. Flags left out take\n"
-    "                       the checkpoint's values\n";
+    "                       the checkpoint's values\n"
+    "On SIGUSR1 or SIGTERM every rank finishes the step, writes a checkpoint\n"
+    "(with --ckpt-dir) and exits 75, for a batch script to requeue.\n";
 
 static int parse_args(int argc, char **argv, struct train_args *a) {
     memset(a, 0, sizeof *a);
@@ -119,6 +154,8 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
     a->grad_clip = 1.0f;
     a->val_fraction = 0.1f;
     a->opt = (struct optim_config){OPTIM_ADAMW, 0.0f, 0.9f, 0.9f, 0.95f, 1e-8f};
+    a->tp = 1;
+    a->bucket_mb = 25.0f;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = NULL;
         if (a->ngiven < (int)(sizeof a->given / sizeof a->given[0]))
@@ -156,6 +193,9 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         else if (!strcmp(f, "--ckpt-dir")) { VALUE(); a->ckpt_dir = v; }
         else if (!strcmp(f, "--ckpt-every")) INT(&a->ckpt_every, 0, 1000000000);
         else if (!strcmp(f, "--keep")) INT(&a->keep, 0, 1000000000);
+        else if (!strcmp(f, "--tp")) INT(&a->tp, 1, 1 << 20);
+        else if (!strcmp(f, "--zero")) INT(&a->zero, 0, 1);
+        else if (!strcmp(f, "--bucket-mb")) FLT(&a->bucket_mb, 1e-6, 1e6);
         else if (!strcmp(f, "--resume")) a->resume = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : "";
         else return err_set("unknown option '%s' (see llmpi train --help)", f);
 #undef VALUE
@@ -172,17 +212,34 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
     return 0;
 }
 
-/* Mean validation loss over eval_batches batches. */
-static int evaluate(struct gpt2 *m, const struct token_data *d, int B, int T, int batches,
-                    int32_t *in, int32_t *tg, double *out) {
+/* This rank's part of a batch: rows [row0, row0 + rows) of the global
+ * batch of B sequences (DP rank r of D has rows r*B/D .. (r+1)*B/D). */
+struct slice {
+    int row0, rows;
+};
+
+/* Mean validation loss over eval_batches global batches of B x T: each rank
+ * runs its slice of every batch and the DP group sums (every batch has the
+ * same number of positions, so the mean of all equals the mean of the batch
+ * means). gin/gtg hold a global batch. */
+static int evaluate(struct gpt2 *m, const struct token_data *d, int B, int T,
+                    int batches, struct slice sl, const struct comm *dpc, int32_t *gin,
+                    int32_t *gtg, double *out) {
     double sum = 0.0;
     for (int k = 0; k < batches; k++) {
         double loss;
-        data_val_batch(d, (size_t)k, B, T, in, tg);
-        if (gpt2_forward(m, in, tg, B, T, &loss)) return -1;
+        data_val_batch(d, (size_t)k, B, T, gin, gtg);
+        size_t at = (size_t)sl.row0 * T;
+        if (gpt2_forward(m, gin + at, gtg + at, sl.rows, T, &loss)) return -1;
         sum += loss;
     }
-    *out = sum / batches;
+    if (dpc->size == 1) {
+        *out = sum / batches;
+        return 0;
+    }
+    double acc[2] = {sum * sl.rows, (double)sl.rows * batches}; /* rows x T cancels */
+    if (comm_allreduce(dpc, acc, 2, COMM_F64, COMM_SUM)) return -1;
+    *out = acc[0] / acc[1];
     return 0;
 }
 
@@ -236,8 +293,7 @@ static int adopt_settings(struct train_args *a, const char *file,
             else
                 *s[k].i = (int)s[k].ck;
         } else if (now != ck) {
-            fprintf(stderr,
-                    "llmpi train: note: %s %g differs from the checkpoint's %g; "
+            NOTE("llmpi train: note: %s %g differs from the checkpoint's %g; "
                     "continuing with %g\n",
                     s[k].flag, now, ck, now);
         }
@@ -258,227 +314,336 @@ static int make_ckpt_dir(const char *dir) {
     return 0;
 }
 
-static int run(const struct train_args *args) {
-    struct train_args A = *args, *a = &A; /* a resume may fill in settings */
-    struct token_data data = {0};
+/* Everything a run holds, so that every exit path can free or finish it. */
+struct run {
+    struct train_args A;
+    struct topo topo;
+    struct token_data data;
     struct gpt2_config cfg;
-    struct gpt2 model = {0};
-    struct optim opt = {0};
-    struct ckpt_train_state st = {0};
-    struct tokenizer *tok = NULL;
-    float *host = NULL, *ck_params = NULL, *m_host = NULL, *v_host = NULL;
-    int32_t *in = NULL, *tg = NULL;
-    FILE *metrics = NULL;
-    char partial[4096] = "", ckpt_file[4096] = "";
-    int rc = -1, resuming = 0;
+    struct gpt2 model;
+    struct optim opt;
+    struct dp dp;
+    struct ckpt_train_state st;
+    struct tokenizer *tok;
+    const struct ops *ops;
+    float *host, *ck_params, *m_host, *v_host;
+    int32_t *gin, *gtg; /* one global batch */
+    struct slice sl;
+    struct rng rng;
+    size_t cursor;
+    int start, resuming;
+    FILE *metrics;
+    char partial[4096], ckpt_file[4096];
+};
+
+static void run_free(struct run *r) {
+    if (r->metrics) fclose(r->metrics);
+    r->metrics = NULL;
+    dp_free(&r->dp, &r->model);
+    optim_destroy(&r->opt);
+    gpt2_destroy(&r->model);
+    ckpt_train_state_free(&r->st);
+    free(r->ck_params);
+    free(r->m_host);
+    free(r->v_host);
+    free(r->host);
+    free(r->gin);
+    free(r->gtg);
+    data_free(&r->data);
+    topo_free(&r->topo);
+    memset(r, 0, sizeof *r);
+}
+
+/* A failed run leaves no metrics file (rank 0 holds it). */
+static void drop_metrics(struct run *r) {
+    if (r->metrics) fclose(r->metrics);
+    r->metrics = NULL;
+    if (r->partial[0]) remove(r->partial);
+    r->partial[0] = '\0';
+}
+
+/* An error every rank reached together (failed may differ by rank): when
+ * any rank failed, the lowest failing rank prints and every rank exits 1. */
+static void agree(struct run *r, int failed) {
+    int any = dist_any(failed);
+    if (any < 0) dist_fail("agreeing on failure: %s", err_msg());
+    if (!any) return;
+    drop_metrics(r);
+    dist_exit_if_any(failed, err_msg()); /* exits */
+}
+
+/* An error only this rank sees: end the whole job now. */
+static _Noreturn void die(struct run *r) {
+    drop_metrics(r);
+    dist_fail("%s", err_msg());
+}
+
+/* Steps 1-2: every input checked, model and optimizer built. Rank-local:
+ * -1 + err_set; the caller agrees. */
+static int setup(struct run *r) {
+    struct train_args *a = &r->A;
+    const struct comm *dpc = &r->topo.dp_group;
 
     /* 1. the checkpoint to resume from, checked against the flags */
-    int where = train_ckpt_locate(a->resume, a->ckpt_dir, ckpt_file, sizeof ckpt_file);
+    int where =
+        train_ckpt_locate(a->resume, a->ckpt_dir, r->ckpt_file, sizeof r->ckpt_file);
     if (where < 0) return -1;
     if (where == 0) {
         struct gpt2_config ck_cfg;
-        resuming = 1;
-        if (ckpt_read_config(ckpt_file, &ck_cfg) ||
-            ckpt_load_train(ckpt_file, &ck_cfg, &st) || adopt_settings(a, ckpt_file, &st))
-            goto out;
+        r->resuming = 1;
+        if (ckpt_read_config(r->ckpt_file, &ck_cfg) ||
+            ckpt_load_train(r->ckpt_file, &ck_cfg, &r->st) ||
+            adopt_settings(a, r->ckpt_file, &r->st))
+            return -1;
     } else if (a->resume) {
-        fprintf(stderr, "llmpi train: no checkpoint in '%s' yet: starting from step 0\n",
-                a->ckpt_dir);
+        NOTE("llmpi train: no checkpoint in '%s' yet: starting from step 0\n",
+             a->ckpt_dir);
     }
+    if (a->batch % dpc->size != 0)
+        return err_set("--batch %d (the global batch) does not divide among the %d "
+                       "data-parallel ranks (%d ranks / --tp %d): use a multiple of %d",
+                       a->batch, dpc->size, r->topo.size, r->topo.tp, dpc->size);
+    r->sl.rows = a->batch / dpc->size;
+    r->sl.row0 = dpc->rank * r->sl.rows;
 
     /* 2. data and model shape */
-    if (data_load(a->data, a->val_fraction, &data)) goto out;
-    if (resuming) {
+    if (data_load(a->data, a->val_fraction, &r->data)) return -1;
+    struct token_data *data = &r->data;
+    if (r->resuming) {
         struct gpt2_config ck_cfg;
-        if (ckpt_load_model(ckpt_file, &ck_cfg, &ck_params, NULL)) goto out;
-        cfg = ck_cfg;
+        if (ckpt_load_model(r->ckpt_file, &ck_cfg, &r->ck_params, NULL)) return -1;
+        r->cfg = ck_cfg;
         const struct model_flags *mf = &a->model;
         if (mf->preset || mf->layers || mf->heads || mf->width || mf->context ||
             mf->vocab) {
-            if (model_flags_resolve(&a->model, data.vocab_size, &cfg) ||
-                train_ckpt_check_model(ckpt_file, &ck_cfg, &cfg))
-                goto out;
+            if (model_flags_resolve(&a->model, data->vocab_size, &r->cfg) ||
+                train_ckpt_check_model(r->ckpt_file, &ck_cfg, &r->cfg))
+                return -1;
         }
-        if (st.step >= a->steps) {
-            err_set("%s: the checkpoint is at step %lld, the end of a --steps %d run: "
-                    "nothing left to train (raise --steps to continue)",
-                    ckpt_file, (long long)st.step, a->steps);
-            goto out;
-        }
-        if (st.data_train_tokens != data.train_end)
-            fprintf(
-                stderr,
-                "llmpi train: note: the checkpoint was trained on %llu training tokens, "
-                "--data '%s' has %zu: the data cursor %llu points elsewhere now\n",
-                (unsigned long long)st.data_train_tokens, a->data, data.train_end,
-                (unsigned long long)st.data_cursor);
-    } else if (model_flags_resolve(&a->model, data.vocab_size, &cfg)) {
-        goto out;
+        if (r->st.step >= a->steps)
+            return err_set(
+                "%s: the checkpoint is at step %lld, the end of a --steps %d run: "
+                "nothing left to train (raise --steps to continue)",
+                r->ckpt_file, (long long)r->st.step, a->steps);
+        if (r->st.data_train_tokens != data->train_end)
+            NOTE("llmpi train: note: the checkpoint was trained on %llu training "
+                 "tokens, --data '%s' has %zu: the data cursor %llu points elsewhere "
+                 "now\n",
+                 (unsigned long long)r->st.data_train_tokens, a->data, data->train_end,
+                 (unsigned long long)r->st.data_cursor);
+    } else if (model_flags_resolve(&a->model, data->vocab_size, &r->cfg)) {
+        return -1;
     }
-    if (cfg.vocab_size < data.vocab_size) {
-        err_set("--vocab %d is smaller than the data's vocabulary %d", cfg.vocab_size,
-                data.vocab_size);
-        goto out;
-    }
-    if (a->seq > cfg.max_seq) {
-        err_set("--seq %d exceeds the model's context %d (raise --context)", a->seq,
-                cfg.max_seq);
-        goto out;
-    }
-    if (data_check_fits(&data, a->data, a->batch, a->seq, a->eval_batches)) goto out;
-    const struct ops *ops = backend_select(a->device);
-    if (!ops) goto out;
+    const struct gpt2_config *cfg = &r->cfg;
+    if (cfg->vocab_size < data->vocab_size)
+        return err_set("--vocab %d is smaller than the data's vocabulary %d",
+                       cfg->vocab_size, data->vocab_size);
+    if (a->seq > cfg->max_seq)
+        return err_set("--seq %d exceeds the model's context %d (raise --context)",
+                       a->seq, cfg->max_seq);
+    if (data_check_fits(data, a->data, a->batch, a->seq, a->eval_batches)) return -1;
+    r->ops = backend_select(a->device);
+    if (!r->ops) return -1;
     ops_cpu_set_threads(a->threads);
-    if (gpt2_create(&model, &cfg, ops)) goto out;
-    host = malloc(model.table.total * sizeof(float));
-    in = malloc((size_t)a->batch * a->seq * sizeof(int32_t));
-    tg = malloc((size_t)a->batch * a->seq * sizeof(int32_t));
-    if (!host || !in || !tg) {
-        err_set("out of memory");
-        goto out;
-    }
-    if (optim_create(&opt, &a->opt, &model)) goto out;
-    struct rng rng;
-    size_t cursor = 0;
-    int start = 0;
-    if (resuming) {
-        train_ckpt_restore(&model, &opt, ck_params, &st);
-        memcpy(rng.s, st.rng, sizeof rng.s);
-        cursor = (size_t)st.data_cursor;
-        start = (int)st.step;
-        free(ck_params);
-        ck_params = NULL;
-        ckpt_train_state_free(&st);
+    if (gpt2_create(&r->model, cfg, r->ops)) return -1;
+    struct gpt2 *model = &r->model;
+    r->host = malloc(model->table.total * sizeof(float));
+    r->gin = malloc((size_t)a->batch * a->seq * sizeof(int32_t));
+    r->gtg = malloc((size_t)a->batch * a->seq * sizeof(int32_t));
+    if (!r->host || !r->gin || !r->gtg) return err_set("out of memory");
+    if (dp_init(&r->dp, dpc, model, a->zero, a->bucket_mb)) return -1;
+    if (optim_create_range(&r->opt, &a->opt, model, r->dp.lo, r->dp.hi)) return -1;
+    if (r->resuming) {
+        train_ckpt_restore(model, &r->opt, r->ck_params, &r->st);
+        memcpy(r->rng.s, r->st.rng, sizeof r->rng.s);
+        r->cursor = (size_t)r->st.data_cursor;
+        r->start = (int)r->st.step;
+        free(r->ck_params);
+        r->ck_params = NULL;
+        ckpt_train_state_free(&r->st);
     } else {
-        param_init(&model.table, &cfg, host, (unsigned long long)a->seed);
-        gpt2_set_params(&model, host);
-        rng_seed(&rng, (uint64_t)a->seed ^ TRAIN_RNG_STREAM);
+        param_init(&model->table, cfg, r->host, (unsigned long long)a->seed);
+        gpt2_set_params(model, r->host);
+        rng_seed(&r->rng, (uint64_t)a->seed ^ TRAIN_RNG_STREAM);
     }
     if (a->ckpt_dir) {
-        if (!data.tokenizer) {
-            err_set("--data '%s': a shard without vocab.json/merges.txt beside it has no "
-                    "tokenizer, and a checkpoint must carry one (use llmpi prep's output "
-                    "directory)",
-                    a->data);
-            goto out;
-        }
-        tok = data.tokenizer; /* owned by data */
-        m_host = malloc(model.table.total * sizeof(float));
-        v_host = opt.v ? malloc(model.table.total * sizeof(float)) : NULL;
-        if (!tok || !m_host || (opt.v && !v_host)) {
-            err_set("out of memory");
-            goto out;
-        }
+        if (!data->tokenizer)
+            return err_set(
+                "--data '%s': a shard without vocab.json/merges.txt beside it has no "
+                "tokenizer, and a checkpoint must carry one (use llmpi prep's output "
+                "directory)",
+                a->data);
+        r->tok = data->tokenizer; /* owned by data */
+        r->m_host = malloc(model->table.total * sizeof(float));
+        r->v_host = r->opt.v ? malloc(model->table.total * sizeof(float)) : NULL;
+        if (!r->m_host || (r->opt.v && !r->v_host)) return err_set("out of memory");
     }
+    return 0;
+}
 
-    /* 3. outputs, now that every input has been checked */
-    if (a->ckpt_dir && make_ckpt_dir(a->ckpt_dir)) goto out;
+/* Step 3, rank 0: the outputs, now that every input has been checked. */
+static int open_outputs(struct run *r) {
+    struct train_args *a = &r->A;
+    if (a->ckpt_dir && make_ckpt_dir(a->ckpt_dir)) return -1;
     if (a->metrics) {
         long carried;
-        metrics = metrics_open(a->metrics, partial, sizeof partial, start, &carried);
-        if (!metrics) goto out;
-        if (resuming && carried == 0)
-            fprintf(stderr,
-                    "llmpi train: note: no complete record of steps 1..%d in '%s': the "
-                    "metrics file starts at step %d\n",
-                    start, a->metrics, start + 1);
+        r->metrics = metrics_open(a->metrics, r->partial, sizeof r->partial, r->start,
+                                  &carried);
+        if (!r->metrics) return -1;
+        if (r->resuming && carried == 0)
+            NOTE("llmpi train: note: no complete record of steps 1..%d in '%s': the "
+                 "metrics file starts at step %d\n",
+                 r->start, a->metrics, r->start + 1);
     }
+    return 0;
+}
 
-    fprintf(stderr,
-            "llmpi train: %d layers, width %d, %d heads, context %d, vocab %d "
-            "(%.2fM parameters) on %s\n"
-            "  data %s: %zu train + %zu validation tokens; batch %d x %d, %d "
-            "steps, %s lr %g\n",
-            cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.max_seq, cfg.vocab_size,
-            model.table.total / 1e6, ops->name, a->data, data.train_end,
-            data.n - data.train_end, a->batch, a->seq, a->steps,
-            optim_kind_name(a->opt.kind), a->lr);
-    if (resuming) fprintf(stderr, "  resuming from %s at step %d\n", ckpt_file, start);
+/* Collective: gather a sharded optimizer state, rank 0 writes the file, all
+ * agree on the outcome. */
+static void save_ckpt(struct run *r, int step) {
+    struct train_args *a = &r->A;
+    double c0 = timer_now();
+    if (dp_gather_state(&r->dp, &r->opt, r->m_host, r->v_host)) die(r);
+    int failed = 0;
+    char saved[4096] = "";
+    if (r->topo.rank == 0) {
+        struct ckpt_train_state s = {
+            .step = step,
+            .total_steps = a->steps,
+            .seed = (uint64_t)a->seed,
+            .data_cursor = r->cursor,
+            .data_train_tokens = r->data.train_end,
+            .hp = {a->lr, a->min_lr_frac, a->opt.weight_decay, a->opt.momentum,
+                   a->opt.beta1, a->opt.beta2, a->opt.eps, a->grad_clip,
+                   a->val_fraction, a->warmup, a->batch, a->seq, a->eval_every,
+                   a->eval_batches},
+        };
+        memcpy(s.rng, r->rng.s, sizeof s.rng);
+        failed = train_ckpt_save(a->ckpt_dir, a->keep, &r->model, &r->opt, r->tok,
+                                 r->host, r->m_host, r->v_host, &s, saved,
+                                 sizeof saved) != 0;
+    }
+    agree(r, failed);
+    NOTE("checkpoint step %d | %s | %.1f ms\n", step, saved, (timer_now() - c0) * 1e3);
+}
+
+/* The loop. Returns 0 when done, DIST_EXIT_REQUEUE after a stop signal;
+ * failures exit from inside (die / agree). */
+static int train_loop(struct run *r) {
+    struct train_args *a = &r->A;
+    struct gpt2 *model = &r->model;
+    const struct comm *dpc = &r->topo.dp_group;
+    const struct gpt2_config *cfg = &r->cfg;
+    const struct ops *ops = r->ops;
+
+    NOTE("llmpi train: %d layers, width %d, %d heads, context %d, vocab %d "
+         "(%.2fM parameters) on %s\n"
+         "  data %s: %zu train + %zu validation tokens; batch %d x %d, %d "
+         "steps, %s lr %g\n",
+         cfg->n_layer, cfg->n_embd, cfg->n_head, cfg->max_seq, cfg->vocab_size,
+         model->table.total / 1e6, ops->name, a->data, r->data.train_end,
+         r->data.n - r->data.train_end, a->batch, a->seq, a->steps,
+         optim_kind_name(a->opt.kind), a->lr);
+    if (dpc->size > 1)
+        NOTE("  data parallel: %d ranks x %d sequences each%s, %d gradient bucket%s\n",
+             dpc->size, r->sl.rows, a->zero ? ", ZeRO-1 optimizer shards" : "",
+             r->dp.nbuckets, r->dp.nbuckets == 1 ? "" : "s");
+    if (r->resuming)
+        NOTE("  resuming from %s at step %d\n", r->ckpt_file, r->start);
 
     const double tokens_per_step = (double)a->batch * a->seq;
-    for (int step = start; step < a->steps; step++) {
+    const size_t at = (size_t)r->sl.row0 * a->seq;
+    for (int step = r->start; step < a->steps; step++) {
         double t0 = timer_now(), loss;
-        data_train_batch(&data, &cursor, a->batch, a->seq, in, tg);
-        if (gpt2_forward(&model, in, tg, a->batch, a->seq, &loss)) goto out;
-        if (!isfinite(loss)) {
+        data_train_batch(&r->data, &r->cursor, a->batch, a->seq, r->gin, r->gtg);
+        if (gpt2_forward(model, r->gin + at, r->gtg + at, r->sl.rows, a->seq, &loss))
+            die(r);
+        if (dpc->size > 1) { /* the global mean: sum of losses / positions */
+            double n = (double)r->sl.rows * a->seq, acc[2] = {loss * n, n};
+            if (comm_allreduce(dpc, acc, 2, COMM_F64, COMM_SUM)) die(r);
+            loss = acc[0] / acc[1];
+        }
+        if (!isfinite(loss)) { /* the global loss: every rank stops here */
             err_set("loss is %s at step %d (lower --lr or enable --grad-clip)",
                     isnan(loss) ? "NaN" : "infinite", step + 1);
-            goto out;
+            agree(r, 1);
         }
-        if (gpt2_backward(&model)) goto out;
-        double norm = optim_clip_grads(&model, a->grad_clip);
+        dp_begin_backward(&r->dp);
+        if (gpt2_backward(model) || dp_finish_grads(&r->dp, model)) die(r);
+        double norm;
+        if (dp_clip_grads(&r->dp, model, a->grad_clip, &norm)) die(r);
         float lr = lr_at(step, a->steps, a->warmup, a->lr, a->lr * a->min_lr_frac);
-        optim_step(&opt, &model, lr);
+        optim_step(&r->opt, model, lr);
         ops->sync();
+        if (dp_after_step(&r->dp, model)) die(r);
         double ms = (timer_now() - t0) * 1e3;
         double tps = tokens_per_step / (ms / 1e3);
 
+        /* stop signals: every rank agrees once per step, after the update */
+        int stop = dist_stop_requested();
+        if (stop < 0) die(r);
         int last = step + 1 == a->steps;
+        stop = stop && !last; /* at the last step the run simply completes */
         double val = NAN;
         if (a->eval_batches > 0 &&
             (last || (a->eval_every > 0 && (step + 1) % a->eval_every == 0))) {
-            if (evaluate(&model, &data, a->batch, a->seq, a->eval_batches, in, tg, &val))
-                goto out;
+            if (evaluate(model, &r->data, a->batch, a->seq, a->eval_batches, r->sl, dpc,
+                         r->gin, r->gtg, &val))
+                die(r);
         }
         if (step == 0 || last || (step + 1) % a->log_every == 0)
-            fprintf(
-                stderr,
-                "step %6d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms\n",
-                step + 1, a->steps, loss, lr, norm, tps, ms);
-        if (!isnan(val)) fprintf(stderr, "eval step %d | val loss %.4f\n", step + 1, val);
-        if (metrics) {
-            fprintf(metrics,
+            NOTE("step %6d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms\n",
+                 step + 1, a->steps, loss, lr, norm, tps, ms);
+        if (!isnan(val)) NOTE("eval step %d | val loss %.4f\n", step + 1, val);
+        if (r->metrics) {
+            fprintf(r->metrics,
                     "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
                     "\"tokens_per_s\":%.1f,\"ms\":%.3f",
                     step + 1, loss, lr, norm, tps, ms);
-            if (!isnan(val)) fprintf(metrics, ",\"val_loss\":%.9g", val);
-            fprintf(metrics, "}\n");
-            fflush(metrics);
+            if (!isnan(val)) fprintf(r->metrics, ",\"val_loss\":%.9g", val);
+            fprintf(r->metrics, "}\n");
+            fflush(r->metrics);
         }
         if (a->ckpt_dir &&
-            (last || (a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0))) {
-            double c0 = timer_now();
-            struct ckpt_train_state s = {
-                .step = step + 1,
-                .total_steps = a->steps,
-                .seed = (uint64_t)a->seed,
-                .data_cursor = cursor,
-                .data_train_tokens = data.train_end,
-                .hp = {a->lr, a->min_lr_frac, a->opt.weight_decay, a->opt.momentum,
-                       a->opt.beta1, a->opt.beta2, a->opt.eps, a->grad_clip,
-                       a->val_fraction, a->warmup, a->batch, a->seq, a->eval_every,
-                       a->eval_batches},
-            };
-            char saved[4096];
-            memcpy(s.rng, rng.s, sizeof s.rng);
-            if (train_ckpt_save(a->ckpt_dir, a->keep, &model, &opt, tok, host, m_host,
-                                v_host, &s, saved, sizeof saved))
-                goto out;
-            fprintf(stderr, "checkpoint step %d | %s | %.1f ms\n", step + 1, saved,
-                    (timer_now() - c0) * 1e3);
+            (last || stop || (a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0)))
+            save_ckpt(r, step + 1);
+        if (stop) {
+            int sig = dist_stop_signal();
+            NOTE("llmpi train: stop signal%s%s: stopped after step %d%s; exit %d "
+                 "(requeue, then --resume)\n",
+                 sig ? " " : "", sig == SIGTERM ? "SIGTERM" : sig ? "SIGUSR1" : "",
+                 step + 1, a->ckpt_dir ? " with a checkpoint" : " (no --ckpt-dir: "
+                                                             "nothing saved)",
+                 DIST_EXIT_REQUEUE);
+            /* the metrics stay FILE.partial: the run is not complete, and a
+             * resume carries its lines */
+            if (r->metrics) fclose(r->metrics);
+            r->metrics = NULL;
+            r->partial[0] = '\0';
+            return DIST_EXIT_REQUEUE;
         }
     }
-    if (metrics) {
-        FILE *f = metrics;
-        metrics = NULL;
-        if (metrics_finish(f, partial, a->metrics)) goto out;
-        partial[0] = '\0';
+    int failed = 0; /* rank 0 finishes the metrics file; all agree */
+    if (r->metrics) {
+        FILE *f = r->metrics;
+        r->metrics = NULL;
+        failed = metrics_finish(f, r->partial, a->metrics) != 0;
+        if (!failed) r->partial[0] = '\0';
     }
-    rc = 0;
-out:
-    if (metrics) fclose(metrics);
-    if (partial[0]) remove(partial); /* failed run: leave no metrics file */
-    optim_destroy(&opt);
-    gpt2_destroy(&model);
-    ckpt_train_state_free(&st);
-    free(ck_params);
-    free(m_host);
-    free(v_host);
-    free(host);
-    free(in);
-    free(tg);
-    data_free(&data);
-    return rc;
+    agree(r, failed);
+    return 0;
+}
+
+/* FNV-1a over the command line: ranks started with different flags would
+ * disagree about shapes and hang in a collective; compare first. */
+static uint64_t args_hash(int argc, char **argv) {
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < argc; i++)
+        for (const char *p = argv[i];; p++) {
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+            if (!*p) break;
+        }
+    return h;
 }
 
 int train_main(int argc, char **argv) {
@@ -488,10 +653,45 @@ int train_main(int argc, char **argv) {
             return 0;
         }
     }
-    struct train_args a;
-    if (parse_args(argc, argv, &a) || run(&a)) {
+    dist_set_prog("llmpi train");
+    if (dist_init(&argc, &argv)) {
         fprintf(stderr, "llmpi train: error: %s\n", err_msg());
         return 1;
     }
-    return 0;
+    g_quiet = dist_rank() != 0;
+    static struct run R; /* large; static keeps it off the stack */
+    struct run *r = &R;
+    memset(r, 0, sizeof *r);
+    int failed = dist_catch_stop_signals() != 0;
+    failed = failed || parse_args(argc, argv, &r->A);
+    dist_exit_if_any(failed, err_msg());
+    /* the same command line on every rank: max(h) == min(h), as max of h, -h */
+    int64_t h[2] = {(int64_t)(args_hash(argc, argv) >> 1), 0}; /* >= 0: -h fits */
+    h[1] = -h[0];
+    failed = 0;
+    if (dist_size() > 1) {
+        if (MPI_Allreduce(MPI_IN_PLACE, h, 2, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD))
+            dist_fail("comparing the command lines: MPI_Allreduce failed");
+        if (h[0] != -h[1])
+            failed = err_set("the ranks were started with different command lines "
+                             "(compare the mpirun / srun arguments)") != 0;
+    }
+    dist_exit_if_any(failed, err_msg());
+    /* the grid (topo checks --tp against the world on every rank alike);
+     * TP itself comes later: only DP = every rank for now */
+    if (r->A.tp > 1)
+        failed = err_set("--tp %d: tensor parallelism is not supported yet (data "
+                         "parallelism only: leave --tp out or use --tp 1; DP is the "
+                         "number of ranks)",
+                         r->A.tp) != 0;
+    dist_exit_if_any(failed, err_msg());
+    failed = topo_init(&r->topo, MPI_COMM_WORLD, &(struct topo_opts){.tp = r->A.tp}) != 0;
+    dist_exit_if_any(failed, err_msg());
+
+    agree(r, setup(r) != 0);
+    agree(r, r->topo.rank == 0 && open_outputs(r) != 0);
+    int rc = train_loop(r);
+    run_free(r);
+    dist_finalize();
+    return rc;
 }

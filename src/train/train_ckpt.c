@@ -66,10 +66,12 @@ int train_ckpt_check_model(const char *file, const struct gpt2_config *ck,
 
 void train_ckpt_restore(struct gpt2 *m, struct optim *o, const float *params,
                         const struct ckpt_train_state *st) {
-    size_t bytes = m->table.total * sizeof(float);
+    /* the state's range: everything, or a ZeRO-1 shard (its padding stays 0) */
+    size_t end = o->hi < m->table.total ? o->hi : m->table.total;
+    size_t bytes = end > o->lo ? (end - o->lo) * sizeof(float) : 0;
     gpt2_set_params(m, params);
-    o->ops->upload(o->m, st->m_state, bytes);
-    if (o->v && st->v_state) o->ops->upload(o->v, st->v_state, bytes);
+    if (bytes) o->ops->upload(o->m, st->m_state + o->lo, bytes);
+    if (o->v && st->v_state && bytes) o->ops->upload(o->v, st->v_state + o->lo, bytes);
     o->t = (int)st->optim_t;
     o->ops->sync();
 }
@@ -81,8 +83,10 @@ int train_ckpt_save(const char *dir, int keep, const struct gpt2 *m,
     size_t bytes = m->table.total * sizeof(float);
     o->ops->sync();
     gpt2_get_params(m, params_host);
-    o->ops->download(m_host, o->m, bytes);
-    if (o->v) o->ops->download(v_host, o->v, bytes);
+    if (o->lo == 0 && o->hi == m->table.total) { /* else the caller gathered it */
+        o->ops->download(m_host, o->m, bytes);
+        if (o->v) o->ops->download(v_host, o->v, bytes);
+    }
     snprintf(st->optimizer, sizeof st->optimizer, "%s", optim_kind_name(o->cfg.kind));
     st->optim_t = o->t;
     st->m_state = m_host;

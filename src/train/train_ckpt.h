@@ -27,13 +27,17 @@ int train_ckpt_locate(const char *resume, const char *ckpt_dir, char *path, size
 int train_ckpt_check_model(const char *file, const struct gpt2_config *ck,
                            const struct gpt2_config *want);
 
-/* Upload a checkpoint's parameters and optimizer state (moments and t). */
+/* Upload a checkpoint's parameters and optimizer state (moments and t);
+ * a sharded optimizer (ZeRO-1) takes its range [o->lo, o->hi) of the
+ * full state the file holds. */
 void train_ckpt_restore(struct gpt2 *m, struct optim *o, const float *params,
                         const struct ckpt_train_state *st);
 
 /* Download parameters and optimizer state into host buffers (table.total
  * floats each; v_host unused for SGD), complete *st (whose step, cursor,
  * RNG and hyperparameters the caller filled) and save DIR/ckpt_<step>.h5,
+ * A sharded optimizer's state is not downloaded: the caller has gathered
+ * the full state into m_host / v_host (dp_gather_state). Call on one rank.
  * then keep the newest `keep` (0: all). The saved path goes to out. */
 int train_ckpt_save(const char *dir, int keep, const struct gpt2 *m,
                     const struct optim *o, const struct tokenizer *tok,
