@@ -2,11 +2,13 @@
 # jobs/quickstart.sh — the README's main job on a fresh Debian 12 machine:
 # install dependencies, build, turn Debian's fortune cookies (English and
 # Chinese) into a corpus, train a BPE tokenizer and token shards on it, train
-# a small GPT-2 for a few minutes (checkpoints on the way), then sample text
-# from the last checkpoint.
-# Knobs (environment): STEPS (1000), VOCAB (4096), LAYERS (4), WIDTH (256),
-# HEADS (4), BATCH (8), SEQ (128), LR (1e-3), THREADS (all cores),
-# PROMPT ("Q: What"), OUT (runs/quickstart).
+# a small GPT-2 for a few minutes data-parallel over mpirun (checkpoints on
+# the way), then sample text from the last checkpoint.
+# Knobs (environment): RANKS (2: data-parallel ranks under mpirun; 1 runs a
+# plain process), STEPS (1000), VOCAB (4096), LAYERS (4), WIDTH (256),
+# HEADS (4), BATCH (8, the global batch), SEQ (128), LR (1e-3),
+# THREADS (per rank; default cores / RANKS), PROMPT ("Q: What"),
+# OUT (runs/quickstart).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/runs/quickstart}
@@ -21,10 +23,17 @@ rm -rf "$OUT/data"
 "$LLMPI" prep "$OUT/fortunes.txt" --out "$OUT/data" --train-tokenizer --vocab-size "${VOCAB:-4096}"
 
 echo "== training"
-threads=()
-[ -n "${THREADS:-}" ] && threads=(--threads "$THREADS")
+RANKS=${RANKS:-2}
+THREADS=${THREADS:-$(( $(nproc) / RANKS > 0 ? $(nproc) / RANKS : 1 ))}
+threads=(--threads "$THREADS")
+launch=()
+if [ "$RANKS" -gt 1 ]; then
+    # as root, Open MPI wants these two; more ranks than cores need oversubscribe
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    launch=(mpirun -np "$RANKS" --oversubscribe -x OMP_NUM_THREADS="$THREADS")
+fi
 rm -rf "$OUT/ckpt"
-"$LLMPI" train --model gpt2-mini --layers "${LAYERS:-4}" --width "${WIDTH:-256}" \
+"${launch[@]}" "$LLMPI" train --model gpt2-mini --layers "${LAYERS:-4}" --width "${WIDTH:-256}" \
     --heads "${HEADS:-4}" --data "$OUT/data" --steps "${STEPS:-1000}" \
     --batch "${BATCH:-8}" --seq "${SEQ:-128}" --lr "${LR:-1e-3}" --warmup 20 \
     --eval-every 100 --log-every 20 "${threads[@]}" --metrics "$OUT/metrics.jsonl" \
@@ -33,6 +42,6 @@ rm -rf "$OUT/ckpt"
 echo "== sampling from the last checkpoint"
 last=$(ls "$OUT"/ckpt/ckpt_*.h5 | sort | tail -1)
 "$LLMPI" generate --ckpt "$last" --prompt "${PROMPT:-Q: What}" --max-tokens 80 \
-    --temperature 0.8 --top-k 50 --seed 1 "${threads[@]}"
+    --temperature 0.8 --top-k 50 --seed 1 --threads "$(nproc)"
 echo
 echo "quickstart: metrics in $OUT/metrics.jsonl, checkpoints in $OUT/ckpt"
