@@ -18,6 +18,18 @@ int args_int(const char *flag, const char *text, long min, long max, int *out) {
     return 0;
 }
 
+int args_u64(const char *flag, const char *text, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (text[0] == '-')
+        return err_set("%s: '%s' is not a non-negative integer", flag, text);
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || *end)
+        return err_set("%s: '%s' is not a non-negative integer", flag, text);
+    *out = v;
+    return 0;
+}
+
 int args_float(const char *flag, const char *text, double min, double max, float *out) {
     char *end;
     errno = 0;

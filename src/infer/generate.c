@@ -6,7 +6,6 @@
  * produced. stdout carries only the text; the reason for stopping and the
  * speeds go to stderr. All inputs are validated before the model is built.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,18 +56,6 @@ struct gen_args {
     const char *stop[STOPSTR_MAX];
 };
 
-static int parse_u64(const char *flag, const char *text, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (text[0] == '-')
-        return err_set("%s: '%s' is not a non-negative integer", flag, text);
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end)
-        return err_set("%s: '%s' is not a non-negative integer", flag, text);
-    *out = v;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, struct gen_args *a) {
     memset(a, 0, sizeof *a);
     a->device = "cpu";
@@ -110,7 +97,7 @@ static int parse_args(int argc, char **argv, struct gen_args *a) {
         } else if (!strcmp(f, "--repetition-penalty")) {
             if (args_float(f, v, 1e-3, 1e3, &a->rep)) return -1;
         } else if (!strcmp(f, "--seed")) {
-            if (parse_u64(f, v, &a->seed)) return -1;
+            if (args_u64(f, v, &a->seed)) return -1;
         } else if (!strcmp(f, "--stop")) {
             if (a->nstop == STOPSTR_MAX)
                 return err_set("at most %d --stop strings", STOPSTR_MAX);
