@@ -78,7 +78,7 @@ static void check_layout(const struct gpt2_config *cfg, int T) {
             cr_assert_eq(in_slabs, l->numel, "%s: slabs cover the local tensor", l->name);
             /* Ownership, values, gradient policy, grad norm once. */
             const int rep = f->tp == TP_REPLICATED;
-            cr_assert_eq(m->tp_grad, rep ? SHARD_GRAD_TP_AVG : SHARD_GRAD_LOCAL, "%s",
+            cr_assert_eq(m->tp_grad, rep ? SHARD_GRAD_TP_SYNC : SHARD_GRAD_LOCAL, "%s",
                          l->name);
             cr_assert_eq(m->norm_count, rep ? (r == 0) : 1, "%s rank %d", l->name, r);
             if (rep) {

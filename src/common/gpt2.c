@@ -51,10 +51,28 @@ void gpt2_profile_add(struct gpt2_profile *p, const char *name, double seconds) 
 #define LP(m, base, l, k) param(m, base, PT_LAYER(l, k))
 
 int gpt2_create(struct gpt2 *m, const struct gpt2_config *cfg, const struct ops *ops) {
+    return gpt2_create_tp(m, cfg, ops, NULL);
+}
+
+int gpt2_create_tp(struct gpt2 *m, const struct gpt2_config *cfg, const struct ops *ops,
+                   const struct comm *tp) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->ops = ops;
-    if (param_table_build(cfg, &m->table)) return -1;
+    if (tp && tp->size > 1) {
+        if (strcmp(ops->name, "cpu") != 0)
+            return err_set("tensor parallelism needs --device cpu for now (the %s "
+                           "backend's buffers need the NCCL transport, not built yet)",
+                           ops->name);
+        m->tp = tp;
+    }
+    if (shard_table_build(cfg, m->tp ? tp->size : 1, m->tp ? tp->rank : 0, &m->shard))
+        return -1;
+    m->table = m->shard.local;
+    if (param_table_build(cfg, &m->full)) {
+        shard_table_free(&m->shard);
+        return -1;
+    }
     size_t bytes = m->table.total * sizeof(float);
     m->params = ops->alloc(bytes);
     m->grads = ops->alloc(bytes);
@@ -87,7 +105,8 @@ void gpt2_destroy(struct gpt2 *m) {
     if (m->params) m->ops->free(m->params);
     if (m->grads) m->ops->free(m->grads);
     free(m->layers);
-    param_table_free(&m->table);
+    shard_table_free(&m->shard); /* owns table.p */
+    param_table_free(&m->full);
     memset(m, 0, sizeof *m);
 }
 
@@ -117,7 +136,10 @@ static float *take(struct carver *c, size_t n) {
 
 static void layout_acts(struct gpt2 *m, struct carver *a, struct carver *g, int B,
                         int T) {
-    const size_t C = m->cfg.n_embd, NH = m->cfg.n_head, V = m->cfg.vocab_size;
+    /* local widths: attention (whole heads), MLP hidden, vocabulary */
+    const struct shard_table *st = &m->shard;
+    const size_t C = m->cfg.n_embd, NH = st->heads_local;
+    const size_t CA = NH * (C / m->cfg.n_head), F = st->mlp_local, V = st->vocab_local;
     const size_t BT = (size_t)B * T;
     m->encoded = take(a, BT * C);
     for (int l = 0; l < m->cfg.n_layer; l++) {
@@ -125,16 +147,16 @@ static void layout_acts(struct gpt2 *m, struct carver *a, struct carver *g, int 
         la->ln1 = take(a, BT * C);
         la->ln1_mean = take(a, BT);
         la->ln1_rstd = take(a, BT);
-        la->qkv = take(a, BT * 3 * C);
+        la->qkv = take(a, BT * 3 * CA);
         la->probs = take(a, (size_t)B * NH * T * T);
-        la->atty = take(a, BT * C);
+        la->atty = take(a, BT * CA);
         la->attproj = take(a, BT * C);
         la->resid2 = take(a, BT * C);
         la->ln2 = take(a, BT * C);
         la->ln2_mean = take(a, BT);
         la->ln2_rstd = take(a, BT);
-        la->fch = take(a, BT * 4 * C);
-        la->fch_gelu = take(a, BT * 4 * C);
+        la->fch = take(a, BT * F);
+        la->fch_gelu = take(a, BT * F);
         la->fcproj = take(a, BT * C);
         la->resid3 = take(a, BT * C);
     }
@@ -143,13 +165,14 @@ static void layout_acts(struct gpt2 *m, struct carver *a, struct carver *g, int 
     m->lnf_rstd = take(a, BT);
     m->logits = take(a, BT * V);
     m->losses = take(a, BT);
+    m->xent = take(a, 4 * BT);
     m->dlosses = take(g, BT);
     m->dstream = take(g, BT * C);
     m->dln = take(g, BT * C);
-    m->datty = take(g, BT * C);
-    m->dqkv = take(g, BT * 3 * C);
-    m->dfch = take(g, BT * 4 * C);
-    m->dfch_gelu = take(g, BT * 4 * C);
+    m->datty = take(g, BT * CA);
+    m->dqkv = take(g, BT * 3 * CA);
+    m->dfch = take(g, BT * F);
+    m->dfch_gelu = take(g, BT * F);
 }
 
 static int ensure_acts(struct gpt2 *m, int B, int T) {
@@ -178,6 +201,69 @@ static int ensure_acts(struct gpt2 *m, int B, int T) {
     return 0;
 }
 
+/* ---- tensor-parallel collectives ----------------------------------------
+ * No-ops without TP. Each is timed into m->tp_comm_s (and the profile): all
+ * TP communication is on the critical path (nothing overlaps it here). */
+
+static int tp_collective(struct gpt2 *m, const char *label, float *buf, size_t n,
+                         enum comm_op op, int bcast) {
+    if (!m->tp) return 0;
+    double t0 = timer_now();
+    int rc = bcast ? comm_broadcast(m->tp, buf, n, COMM_F32, 0)
+                   : comm_allreduce(m->tp, buf, n, COMM_F32, op);
+    double dt = timer_now() - t0;
+    m->tp_comm_s += dt;
+    if (m->profile) gpt2_profile_add(m->profile, label, dt);
+    return rc;
+}
+
+/* Complete a partial sum over the TP group: a row-parallel matmul's output
+ * (forward) or a column-parallel matmul's input gradient (backward). */
+static int tp_sum(struct gpt2 *m, float *buf, size_t n) {
+    return tp_collective(m, "tp allreduce", buf, n, COMM_SUM, 0);
+}
+
+/* The bias of a row-parallel layer is added once, by TP rank 0, so that the
+ * allreduce of the partial outputs counts it once. */
+static const float *row_bias(const struct gpt2 *m, const float *bias) {
+    return m->tp && m->tp->rank != 0 ? NULL : bias;
+}
+
+/* Per-position losses: the fused softmax + cross-entropy over the whole
+ * vocabulary, or under TP the vocabulary-parallel one (ops.h, steps 1-5),
+ * whose M and S stay in m->xent for backward. */
+static int loss_fwd(struct gpt2 *m, int N) {
+    const struct ops *o = m->ops;
+    const int V = m->shard.vocab_local, v0 = m->shard.vocab_start;
+    if (!m->tp) {
+        OP(m, "softmax+xent fwd", o->xent_fwd(m->losses, m->logits, m->targets, N, V));
+        return 0;
+    }
+    float *lmax = m->xent, *gmax = m->xent + N, *sum = m->xent + 2 * (size_t)N;
+    float *zt = sum + N; /* sum and zt adjacent: one allreduce */
+    OP(m, "softmax+xent fwd",
+       o->xent_shard_stats(lmax, sum, zt, m->logits, m->targets, N, V, v0));
+    o->copy(gmax, lmax, (size_t)N * sizeof(float));
+    if (tp_collective(m, "tp allreduce", gmax, (size_t)N, COMM_MAX, 0)) return -1;
+    OP(m, "softmax+xent fwd", o->xent_shard_rescale(sum, lmax, gmax, N));
+    if (tp_sum(m, sum, 2 * (size_t)N)) return -1;
+    OP(m, "softmax+xent fwd", o->xent_shard_loss(m->losses, gmax, sum, zt, m->targets, N));
+    return 0;
+}
+
+static void loss_bwd(struct gpt2 *m, int N) {
+    const struct ops *o = m->ops;
+    const int V = m->shard.vocab_local, v0 = m->shard.vocab_start;
+    if (!m->tp) {
+        OP(m, "softmax+xent bwd",
+           o->xent_bwd_inplace(m->logits, m->targets, m->dlosses, N, V));
+        return;
+    }
+    OP(m, "softmax+xent bwd",
+       o->xent_shard_bwd_inplace(m->logits, m->targets, m->dlosses, m->xent + N,
+                                 m->xent + 2 * (size_t)N, N, V, v0));
+}
+
 int gpt2_forward(struct gpt2 *m, const int32_t *tokens, const int32_t *targets, int B,
                  int T, double *mean_loss) {
     const struct gpt2_config *cfg = &m->cfg;
@@ -198,13 +284,21 @@ int gpt2_forward(struct gpt2 *m, const int32_t *tokens, const int32_t *targets, 
     }
     if (ensure_acts(m, B, T)) return -1;
 
-    const int C = cfg->n_embd, NH = cfg->n_head, HS = C / NH, V = cfg->vocab_size;
+    /* local widths (the whole model without TP) */
+    const struct shard_table *st = &m->shard;
+    const int C = cfg->n_embd, HS = C / cfg->n_head, NH = st->heads_local;
+    const int CA = NH * HS, F = st->mlp_local, V = st->vocab_local;
     const int N = B * T;
+    const size_t NC = (size_t)N * C;
     float *P = m->params;
     o->upload(m->tokens, tokens, (size_t)N * sizeof(int32_t));
+    /* each TP rank embeds the tokens of its vocabulary slice (others get 0);
+     * rank 0 adds the positions; the sum over the group is the embedding */
+    const float *wpe = row_bias(m, param(m, P, PT_WPE));
     OP(m, "embedding fwd",
-       o->embedding_fwd(m->encoded, m->tokens, param(m, P, PT_WTE), param(m, P, PT_WPE),
-                        B, T, C, 0, 0, V));
+       o->embedding_fwd(m->encoded, m->tokens, param(m, P, PT_WTE), wpe, B, T, C, 0,
+                        st->vocab_start, V));
+    if (tp_sum(m, m->encoded, NC)) return -1;
 
     float *x = m->encoded;
     for (int l = 0; l < cfg->n_layer; l++) {
@@ -214,40 +308,42 @@ int gpt2_forward(struct gpt2 *m, const int32_t *tokens, const int32_t *targets, 
                             LP(m, P, l, LP_LN1_B), N, C));
         OP(m, "matmul fwd (qkv)",
            o->matmul_fwd(a->qkv, a->ln1, LP(m, P, l, LP_QKV_W), LP(m, P, l, LP_QKV_B), N,
-                         C, 3 * C));
+                         C, 3 * CA));
         OP(m, "attention fwd",
-           o->attention_fwd(a->atty, a->probs, a->qkv, a->qkv + C, a->qkv + 2 * C, B, T,
-                            T, NH, HS, 3 * C, 3 * C));
+           o->attention_fwd(a->atty, a->probs, a->qkv, a->qkv + CA, a->qkv + 2 * CA, B,
+                            T, T, NH, HS, 3 * CA, 3 * CA));
         OP(m, "matmul fwd (attn proj)",
            o->matmul_fwd(a->attproj, a->atty, LP(m, P, l, LP_ATTPROJ_W),
-                         LP(m, P, l, LP_ATTPROJ_B), N, C, C));
-        OP(m, "residual fwd", o->residual_fwd(a->resid2, x, a->attproj, (size_t)N * C));
+                         row_bias(m, LP(m, P, l, LP_ATTPROJ_B)), N, CA, C));
+        if (tp_sum(m, a->attproj, NC)) return -1;
+        OP(m, "residual fwd", o->residual_fwd(a->resid2, x, a->attproj, NC));
         OP(m, "layernorm fwd",
            o->layernorm_fwd(a->ln2, a->ln2_mean, a->ln2_rstd, a->resid2,
                             LP(m, P, l, LP_LN2_W), LP(m, P, l, LP_LN2_B), N, C));
         OP(m, "matmul fwd (mlp fc)",
            o->matmul_fwd(a->fch, a->ln2, LP(m, P, l, LP_FC_W), LP(m, P, l, LP_FC_B), N, C,
-                         4 * C));
-        OP(m, "gelu fwd", o->gelu_fwd(a->fch_gelu, a->fch, (size_t)N * 4 * C));
+                         F));
+        OP(m, "gelu fwd", o->gelu_fwd(a->fch_gelu, a->fch, (size_t)N * F));
         OP(m, "matmul fwd (mlp proj)",
            o->matmul_fwd(a->fcproj, a->fch_gelu, LP(m, P, l, LP_FCPROJ_W),
-                         LP(m, P, l, LP_FCPROJ_B), N, 4 * C, C));
-        OP(m, "residual fwd",
-           o->residual_fwd(a->resid3, a->resid2, a->fcproj, (size_t)N * C));
+                         row_bias(m, LP(m, P, l, LP_FCPROJ_B)), N, F, C));
+        if (tp_sum(m, a->fcproj, NC)) return -1;
+        OP(m, "residual fwd", o->residual_fwd(a->resid3, a->resid2, a->fcproj, NC));
         x = a->resid3;
     }
     const int L = cfg->n_layer;
     OP(m, "layernorm fwd",
        o->layernorm_fwd(m->lnf, m->lnf_mean, m->lnf_rstd, x, param(m, P, PT_LNF_W(L)),
                         param(m, P, PT_LNF_B(L)), N, C));
-    /* tied LM head: logits = lnf wte^T, no bias */
+    /* tied LM head: logits = lnf wte^T, no bias (under TP: this rank's
+     * vocabulary columns only) */
     OP(m, "matmul fwd (lm head)",
        o->matmul_fwd(m->logits, m->lnf, param(m, P, PT_WTE), NULL, N, C, V));
 
     m->have_targets = targets != NULL;
     if (!targets) return 0;
     o->upload(m->targets, targets, (size_t)N * sizeof(int32_t));
-    OP(m, "softmax+xent fwd", o->xent_fwd(m->losses, m->logits, m->targets, N, V));
+    if (loss_fwd(m, N)) return -1;
     o->download(m->host_losses, m->losses, (size_t)N * sizeof(float));
     double sum = 0.0;
     int valid = 0;
@@ -264,13 +360,18 @@ int gpt2_forward(struct gpt2 *m, const int32_t *tokens, const int32_t *targets, 
     return 0;
 }
 
-/* Tell the grads_ready hook that tensor `index`'s gradient is final. The
- * backend is synced first: the hook may hand the buffer to MPI. */
-static void grads_ready(struct gpt2 *m, int index) {
-    if (!m->grads_ready) return;
-    m->ops->sync();
+/* Tensor `index`'s gradient is final: under TP make a replicated tensor's
+ * copies identical (rank 0's), then tell the grads_ready hook. The backend
+ * is synced first: the hook may hand the buffer to MPI. */
+static int grads_ready(struct gpt2 *m, int index) {
     const struct param_info *p = &m->table.p[index];
+    if (m->tp && m->shard.map[index].tp_grad == SHARD_GRAD_TP_SYNC &&
+        tp_collective(m, "tp broadcast", m->grads + p->offset, p->numel, COMM_SUM, 1))
+        return -1;
+    if (!m->grads_ready) return 0;
+    m->ops->sync();
     m->grads_ready(m->grads_ready_ctx, p->offset, p->numel);
+    return 0;
 }
 
 int gpt2_backward(struct gpt2 *m) {
@@ -278,8 +379,10 @@ int gpt2_backward(struct gpt2 *m) {
         return err_set("backward needs a forward pass with targets first");
     const struct gpt2_config *cfg = &m->cfg;
     const struct ops *o = m->ops;
+    const struct shard_table *st = &m->shard;
     const int B = m->B, T = m->T, N = B * T;
-    const int C = cfg->n_embd, NH = cfg->n_head, HS = C / NH, V = cfg->vocab_size;
+    const int C = cfg->n_embd, HS = C / cfg->n_head, NH = st->heads_local;
+    const int CA = NH * HS, F = st->mlp_local, V = st->vocab_local;
     const int L = cfg->n_layer;
     float *P = m->params, *G = m->grads;
     const size_t NC = (size_t)N * C;
@@ -287,13 +390,14 @@ int gpt2_backward(struct gpt2 *m) {
     OP(m, "zero buffers", o->zero(G, m->table.total * sizeof(float)));
     OP(m, "zero buffers", o->zero(m->dstream, NC * sizeof(float)));
 
-    /* loss -> logits (in place) -> LM head -> final layernorm */
-    OP(m, "softmax+xent bwd",
-       o->xent_bwd_inplace(m->logits, m->targets, m->dlosses, N, V));
+    /* loss -> logits (in place) -> LM head -> final layernorm. Under TP the
+     * LM head's input gradient is a partial sum over the vocabulary slices. */
+    loss_bwd(m, N);
     OP(m, "zero buffers", o->zero(m->dln, NC * sizeof(float)));
     OP(m, "matmul bwd (lm head)",
        o->matmul_bwd(m->dln, param(m, G, PT_WTE), NULL, m->logits, m->lnf,
                      param(m, P, PT_WTE), N, C, V));
+    if (tp_sum(m, m->dln, NC)) return -1;
     float *x_last = L > 0 ? m->layers[L - 1].resid3 : m->encoded;
     OP(m, "layernorm bwd",
        o->layernorm_bwd(m->dstream, param(m, G, PT_LNF_W(L)), param(m, G, PT_LNF_B(L)),
@@ -303,49 +407,54 @@ int gpt2_backward(struct gpt2 *m) {
     for (int l = L - 1; l >= 0; l--) {
         struct gpt2_layer_acts *a = &m->layers[l];
         float *x = l > 0 ? m->layers[l - 1].resid3 : m->encoded;
-        /* MLP branch: dstream is dL/dresid3 = dL/dfcproj */
-        OP(m, "zero buffers", o->zero(m->dfch_gelu, NC * 4 * sizeof(float)));
+        /* MLP branch: dstream is dL/dresid3 = dL/dfcproj. The row-parallel
+         * projection needs no communication backward (its input is sharded,
+         * its bias gradient the same on every rank); the column-parallel
+         * c_fc's input gradient is a partial sum. */
+        OP(m, "zero buffers", o->zero(m->dfch_gelu, (size_t)N * F * sizeof(float)));
         OP(m, "matmul bwd (mlp proj)",
            o->matmul_bwd(m->dfch_gelu, LP(m, G, l, LP_FCPROJ_W), LP(m, G, l, LP_FCPROJ_B),
-                         m->dstream, a->fch_gelu, LP(m, P, l, LP_FCPROJ_W), N, 4 * C, C));
-        OP(m, "zero buffers", o->zero(m->dfch, NC * 4 * sizeof(float)));
-        OP(m, "gelu bwd", o->gelu_bwd(m->dfch, m->dfch_gelu, a->fch, NC * 4));
+                         m->dstream, a->fch_gelu, LP(m, P, l, LP_FCPROJ_W), N, F, C));
+        OP(m, "zero buffers", o->zero(m->dfch, (size_t)N * F * sizeof(float)));
+        OP(m, "gelu bwd", o->gelu_bwd(m->dfch, m->dfch_gelu, a->fch, (size_t)N * F));
         OP(m, "zero buffers", o->zero(m->dln, NC * sizeof(float)));
         OP(m, "matmul bwd (mlp fc)",
            o->matmul_bwd(m->dln, LP(m, G, l, LP_FC_W), LP(m, G, l, LP_FC_B), m->dfch,
-                         a->ln2, LP(m, P, l, LP_FC_W), N, C, 4 * C));
+                         a->ln2, LP(m, P, l, LP_FC_W), N, C, F));
+        if (tp_sum(m, m->dln, NC)) return -1;
         OP(m, "layernorm bwd",
            o->layernorm_bwd(m->dstream, LP(m, G, l, LP_LN2_W), LP(m, G, l, LP_LN2_B),
                             m->dln, a->resid2, LP(m, P, l, LP_LN2_W), a->ln2_mean,
                             a->ln2_rstd, N, C));
         /* attention branch: dstream is now dL/dresid2 = dL/dattproj */
-        OP(m, "zero buffers", o->zero(m->datty, NC * sizeof(float)));
+        OP(m, "zero buffers", o->zero(m->datty, (size_t)N * CA * sizeof(float)));
         OP(m, "matmul bwd (attn proj)",
            o->matmul_bwd(m->datty, LP(m, G, l, LP_ATTPROJ_W), LP(m, G, l, LP_ATTPROJ_B),
-                         m->dstream, a->atty, LP(m, P, l, LP_ATTPROJ_W), N, C, C));
-        OP(m, "zero buffers", o->zero(m->dqkv, NC * 3 * sizeof(float)));
+                         m->dstream, a->atty, LP(m, P, l, LP_ATTPROJ_W), N, CA, C));
+        OP(m, "zero buffers", o->zero(m->dqkv, (size_t)N * 3 * CA * sizeof(float)));
         OP(m, "attention bwd",
-           o->attention_bwd(m->dqkv, m->dqkv + C, m->dqkv + 2 * C, m->datty, a->probs,
-                            a->qkv, a->qkv + C, a->qkv + 2 * C, B, T, T, NH, HS, 3 * C,
-                            3 * C));
+           o->attention_bwd(m->dqkv, m->dqkv + CA, m->dqkv + 2 * CA, m->datty, a->probs,
+                            a->qkv, a->qkv + CA, a->qkv + 2 * CA, B, T, T, NH, HS,
+                            3 * CA, 3 * CA));
         OP(m, "zero buffers", o->zero(m->dln, NC * sizeof(float)));
         OP(m, "matmul bwd (qkv)",
            o->matmul_bwd(m->dln, LP(m, G, l, LP_QKV_W), LP(m, G, l, LP_QKV_B), m->dqkv,
-                         a->ln1, LP(m, P, l, LP_QKV_W), N, C, 3 * C));
+                         a->ln1, LP(m, P, l, LP_QKV_W), N, C, 3 * CA));
+        if (tp_sum(m, m->dln, NC)) return -1;
         OP(m, "layernorm bwd",
            o->layernorm_bwd(m->dstream, LP(m, G, l, LP_LN1_W), LP(m, G, l, LP_LN1_B),
                             m->dln, x, LP(m, P, l, LP_LN1_W), a->ln1_mean, a->ln1_rstd, N,
                             C));
         for (int k = 0; k < LP_COUNT; k++)
-            grads_ready(m, PT_LAYER(l, k));
+            if (grads_ready(m, PT_LAYER(l, k))) return -1;
     }
+    /* wte's embedding gradient on this rank's vocabulary rows; wpe's on every
+     * rank (dstream is whole everywhere), synced like any replicated tensor */
     OP(m, "embedding bwd",
        o->embedding_bwd(param(m, G, PT_WTE), param(m, G, PT_WPE), m->dstream, m->tokens,
-                        B, T, C, 0, 0, V));
-    grads_ready(m, PT_WTE);
-    grads_ready(m, PT_WPE);
-    grads_ready(m, PT_LNF_W(L));
-    grads_ready(m, PT_LNF_B(L));
+                        B, T, C, 0, st->vocab_start, V));
+    int rc = grads_ready(m, PT_WTE) || grads_ready(m, PT_WPE) ||
+             grads_ready(m, PT_LNF_W(L)) || grads_ready(m, PT_LNF_B(L));
     m->have_targets = 0; /* logits now hold gradients */
-    return 0;
+    return rc ? -1 : 0;
 }

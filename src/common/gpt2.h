@@ -4,14 +4,29 @@
  * shape in the backend's memory, and strings the ops of kernels/ops.h into
  * the model's forward and backward pass. Training and (later) inference use
  * the same code; nothing here knows which backend runs.
+ *
+ * Tensor parallelism (Megatron-style, docs/distributed.md): created with a
+ * TP group of T ranks, the model holds only this rank's shard of every
+ * parameter (shard_table.h): whole attention heads of c_attn (column-
+ * parallel) and the matching columns of attn.c_proj (row-parallel), a slice
+ * of the MLP hidden width in c_fc (column) and mlp.c_proj (row), and a slice
+ * of the vocabulary of wte, which is both the embedding and the LM head.
+ * Layernorms, wpe and the row-parallel biases are replicated. The residual
+ * stream [B,T,C] is whole and identical on every rank; each row-parallel
+ * matmul leaves a partial sum that one allreduce completes (forward), and
+ * each column-parallel matmul's input gradient is a partial sum completed the
+ * same way (backward). The loss is a vocabulary-parallel cross-entropy:
+ * ranks exchange per-row maxima and sums, never logits.
  */
 #ifndef LLMPI_GPT2_H
 #define LLMPI_GPT2_H
 
 #include <stdint.h>
 
+#include "comm.h"
 #include "model.h"
 #include "ops.h"
+#include "shard_table.h"
 
 /* Saved activations of one layer for a [B, T] batch (pointers into one
  * buffer). "resid" names are residual-stream values. */
@@ -43,7 +58,14 @@ void gpt2_profile_add(struct gpt2_profile *p, const char *name, double seconds);
 
 struct gpt2 {
     struct gpt2_config cfg;
+    /* The parameters this rank holds: without TP the whole model, with TP its
+     * shard (table is shard.local, owned by shard). Optimizer, clipping and
+     * DP walk `table` and never need to know which. */
     struct param_table table;
+    struct param_table full;  /* the logical (unsharded) table */
+    struct shard_table shard; /* TP layout; tp_size 1: one shard of everything */
+    const struct comm *tp;    /* the TP group; NULL without TP (not owned) */
+    double tp_comm_s;         /* seconds in TP collectives, summed over calls */
     const struct ops *ops;
     float *params; /* table.total floats, backend memory */
     float *grads;  /* same layout */
@@ -54,7 +76,9 @@ struct gpt2 {
     float *encoded;                 /* [B,T,C] embedding output */
     struct gpt2_layer_acts *layers; /* [L] */
     float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits;           /* [B,T,V]; overwritten by dlogits in backward */
+    float *logits;           /* [B,T,V local]; overwritten by dlogits in backward */
+    float *xent;             /* [4,B,T] vocab-parallel xent: local max, global
+                                max, sum of exp, target logit (TP only) */
     float *losses, *dlosses; /* [B,T] */
     /* backward scratch, reused by every layer */
     float *dstream, *dln, *datty, *dqkv, *dfch, *dfch_gelu;
@@ -82,9 +106,17 @@ static inline float *gpt2_tensor(const struct gpt2 *m, float *base, int index) {
 
 /* Allocate parameters and gradients (uninitialised). -1 + err_set on error. */
 int gpt2_create(struct gpt2 *m, const struct gpt2_config *cfg, const struct ops *ops);
+/* The same for tensor-parallel rank tp->rank of tp->size (tp NULL or of size
+ * 1: gpt2_create). Collective calls on tp happen in every forward and
+ * backward, in the same order on every member. -1 + err_set when cfg does not
+ * split over tp->size ranks (shard_check) or the backend's buffers cannot be
+ * handed to MPI (TP needs the CPU backend until NCCL is wired in). */
+int gpt2_create_tp(struct gpt2 *m, const struct gpt2_config *cfg, const struct ops *ops,
+                   const struct comm *tp);
 void gpt2_destroy(struct gpt2 *m);
 
-/* Copy parameters from / to a host buffer of table.total floats. */
+/* Copy parameters from / to a host buffer of table.total floats (this rank's
+ * layout: the whole model without TP). */
 void gpt2_set_params(struct gpt2 *m, const float *host);
 void gpt2_get_params(const struct gpt2 *m, float *host);
 void gpt2_get_grads(const struct gpt2 *m, float *host);
@@ -98,7 +130,9 @@ int gpt2_forward(struct gpt2 *m, const int32_t *tokens, const int32_t *targets, 
 
 /* Backward pass of the last forward (which must have had targets): zeroes
  * the gradients, then fills them with d(mean loss)/d(params), calling
- * m->grads_ready (when set) as tensors become final. */
+ * m->grads_ready (when set) as tensors become final. Under TP, a replicated
+ * tensor's gradient (the same math on every rank) is broadcast from TP rank 0
+ * before it is reported, so replicated parameters stay bit-identical. */
 int gpt2_backward(struct gpt2 *m);
 
 #endif

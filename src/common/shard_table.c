@@ -49,7 +49,7 @@ static int shard_one(const struct shard_table *st, int i, const struct param_inf
     case TP_REPLICATED:
         m->nslabs = 1;
         set_slab(&m->slab[0], 0, 0, rows, cols, 0);
-        m->tp_grad = SHARD_GRAD_TP_AVG;
+        m->tp_grad = SHARD_GRAD_TP_SYNC;
         m->norm_count = r == 0;
         return 0;
     case TP_AXIS0: {

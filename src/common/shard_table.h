@@ -57,10 +57,12 @@ enum shard_tp_grad {
     SHARD_GRAD_LOCAL,
     /* Replicated: in this design (no sequence parallelism) every TP rank
      * already computes the same gradient, since the activation allreduces
-     * make the replicated inputs identical. An allreduce-AVERAGE (not a sum:
-     * that would be tp_size times too large) keeps the copies bit-identical
-     * where a backend's reductions are not deterministic across ranks. */
-    SHARD_GRAD_TP_AVG,
+     * make the replicated inputs identical. gpt2_backward broadcasts TP rank
+     * 0's copy anyway (not an average: for a TP size that is not a power of
+     * two, (g + g + g) / 3 need not round back to g), so the copies stay
+     * bit-identical even where a reduction is not deterministic across
+     * ranks. */
+    SHARD_GRAD_TP_SYNC,
 };
 
 /* Per local tensor: its slabs and its gradient policy. */

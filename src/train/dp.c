@@ -142,13 +142,13 @@ int dp_finish_grads(struct dp *d, struct gpt2 *m) {
 }
 
 int dp_clip_grads(struct dp *d, struct gpt2 *m, double clip, double *norm) {
-    if (!d->zero) {
-        /* every rank holds the same averaged gradients: the single-rank rule */
-        *norm = optim_clip_grads(m, clip);
-        return 0;
-    }
+    /* This rank's part of the global sum of squares: its ZeRO-1 shard (or,
+     * every DP rank holding the same averaged gradients, everything), with
+     * TP-replicated tensors counted on TP rank 0 only. The DP group adds the
+     * shards, the TP group the slices. */
     double sumsq = optim_grad_sumsq(m, d->lo, d->hi);
-    if (comm_allreduce(d->c, &sumsq, 1, COMM_F64, COMM_SUM)) return -1;
+    if (d->zero && comm_allreduce(d->c, &sumsq, 1, COMM_F64, COMM_SUM)) return -1;
+    if (m->tp && comm_allreduce(m->tp, &sumsq, 1, COMM_F64, COMM_SUM)) return -1;
     *norm = sqrt(sumsq);
     size_t end = d->hi < d->total ? d->hi : d->total;
     if (clip > 0.0 && *norm > clip && end > d->lo)

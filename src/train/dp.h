@@ -22,11 +22,10 @@
  * Checkpoints gather the optimizer state (dp_gather_state) so a file holds
  * the full state and loads under any layout.
  *
- * Gradient norm: with DP only, no parameter is replicated inside a group
- * that splits gradients, so the norm of the averaged gradients is the
- * global norm. (TP will need "count replicated parameters once": layernorm
- * parameters and biases of row-parallel layers are identical on every TP
- * rank, and a norm summed over a TP group must count them on one rank only.)
+ * Gradient norm: the DP average leaves every DP rank the same gradients (or
+ * ZeRO-1 shards of them, summed over the DP group); under TP, layernorm
+ * parameters, wpe and row-parallel biases are identical on every TP rank, so
+ * the sum over the TP group counts them on TP rank 0 only (optim.h).
  *
  * Host buffers only (the CPU backend); device buffers need the NCCL
  * backend of comm.h. All calls are collective over the DP group.

@@ -77,6 +77,7 @@ double optim_grad_sumsq(const struct gpt2 *model, size_t lo, size_t hi) {
     double sumsq = 0.0;
     for (int i = 0; i < model->table.count; i++) {
         size_t a, b;
+        if (!model->shard.map[i].norm_count) continue; /* a replicated copy */
         if (clip_range(&model->table.p[i], lo, hi, &a, &b))
             sumsq += model->ops->sumsq(model->grads + a, b - a);
     }
@@ -88,6 +89,7 @@ double optim_clip_grads(struct gpt2 *model, double clip) {
     double sumsq = 0.0;
     for (int i = 0; i < model->table.count; i++) {
         const struct param_info *p = &model->table.p[i];
+        if (!model->shard.map[i].norm_count) continue; /* a replicated copy */
         sumsq += ops->sumsq(model->grads + p->offset, p->numel);
     }
     double norm = sqrt(sumsq);

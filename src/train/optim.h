@@ -46,10 +46,12 @@ int optim_create_range(struct optim *o, const struct optim_config *cfg,
 void optim_destroy(struct optim *o);
 
 /* Sum of squares of the gradients in [lo, hi) of the flat buffer (hi is
- * clamped to table.total), summed tensor piece by tensor piece in double. */
+ * clamped to table.total), summed tensor piece by tensor piece in double.
+ * Under TP, replicated tensors count on TP rank 0 only (shard_map's
+ * norm_count), so the sum over the TP group counts each parameter once. */
 double optim_grad_sumsq(const struct gpt2 *model, size_t lo, size_t hi);
 
-/* Global L2 norm of all gradients; when clip > 0 and the norm exceeds it,
+/* Global L2 norm of all gradients (one rank, no TP); when clip > 0 and the norm exceeds it,
  * scales every gradient by clip / norm. Returns the norm before clipping. */
 double optim_clip_grads(struct gpt2 *model, double clip);
 

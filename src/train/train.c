@@ -2,10 +2,11 @@
  * data-parallel over the ranks of `mpirun -np N` (docs/distributed.md).
  *
  * Flow: MPI start-up and stop-signal handlers -> parse flags -> the DP x TP
- * grid (TP 1 only for now) -> (resume: read the checkpoint, check it against
+ * grid (topo.h) -> (resume: read the checkpoint, check it against
  * the flags) -> load data -> build model on the chosen backend -> for each
- * step: batch (this rank's slice of the global batch), forward, backward
- * (gradient buckets averaged over the DP group as backward goes, dp.h),
+ * step: batch (this rank's DP slice of the global batch; every rank of a TP
+ * group runs the same slice on its shard of the model, gpt2.h), forward,
+ * backward (gradient buckets averaged over the DP group as backward goes, dp.h),
  * clip, lr schedule, update, log, checkpoint, stop-signal agreement.
  *
  * Failures under MPI: every rank validates its inputs, then all agree at one
@@ -74,7 +75,7 @@ struct train_args {
     struct optim_config opt;
     const char *ckpt_dir, *resume; /* resume: NULL no, "" bare --resume */
     int ckpt_every, keep;
-    int tp, zero;     /* --tp (1 only for now), --zero (0 or 1) */
+    int tp, zero;     /* --tp, --zero (0 or 1) */
     float bucket_mb;  /* --bucket-mb */
     const char *given[64]; /* the flags on the command line, for resume */
     int ngiven;
@@ -89,7 +90,7 @@ static int given(const struct train_args *a, const char *flag) {
 static const char *train_help =
     "usage: llmpi train --data PATH [options]\n"
     "\n"
-    "Train a GPT-2 on one rank, or data-parallel under mpirun -np N / srun\n"
+    "Train a GPT-2 on one rank, or over DP x TP ranks under mpirun -np N / srun\n"
     "(docs/distributed.md). --data is an `llmpi prep` output directory\n"
     "(train.bin + val.bin + its tokenizer), a single token shard (its last\n"
     "--val-fraction held out), or any other file, read as bytes (vocabulary 256).\n"
@@ -104,7 +105,9 @@ static const char *train_help =
     "  --device D           cpu, cuda or auto (default cpu)\n"
     "  --threads N          CPU threads (default: OMP_NUM_THREADS or all cores)\n"
     "parallelism (under mpirun / srun):\n"
-    "  --tp T               tensor-parallel size (default 1; only 1 for now)\n"
+    "  --tp T               tensor-parallel size (default 1): each model is split\n"
+    "                       over T consecutive ranks (T must divide the ranks, the\n"
+    "                       heads and 4 x width; needs --device cpu for now)\n"
     "                       data parallelism uses the other ranks: DP = ranks / T;\n"
     "                       --batch is the global batch and DP must divide it\n"
     "  --bucket-mb X        gradient allreduce bucket size in MiB (default 25)\n"
@@ -326,7 +329,9 @@ struct run {
     struct ckpt_train_state st;
     struct tokenizer *tok;
     const struct ops *ops;
-    float *host, *ck_params, *m_host, *v_host;
+    float *host;  /* full parameters (model.full.total floats): initialisation */
+    float *local; /* this rank's shard (model.table.total floats): checkpoints */
+    float *ck_params, *m_host, *v_host;
     int32_t *gin, *gtg; /* one global batch */
     struct slice sl;
     struct rng rng;
@@ -347,6 +352,7 @@ static void run_free(struct run *r) {
     free(r->m_host);
     free(r->v_host);
     free(r->host);
+    free(r->local);
     free(r->gin);
     free(r->gtg);
     data_free(&r->data);
@@ -445,16 +451,17 @@ static int setup(struct run *r) {
     r->ops = backend_select(a->device);
     if (!r->ops) return -1;
     ops_cpu_set_threads(a->threads);
-    if (gpt2_create(&r->model, cfg, r->ops)) return -1;
+    if (gpt2_create_tp(&r->model, cfg, r->ops, &r->topo.tp_group)) return -1;
     struct gpt2 *model = &r->model;
-    r->host = malloc(model->table.total * sizeof(float));
+    r->host = malloc(model->full.total * sizeof(float));
+    r->local = malloc(model->table.total * sizeof(float));
     r->gin = malloc((size_t)a->batch * a->seq * sizeof(int32_t));
     r->gtg = malloc((size_t)a->batch * a->seq * sizeof(int32_t));
-    if (!r->host || !r->gin || !r->gtg) return err_set("out of memory");
+    if (!r->host || !r->local || !r->gin || !r->gtg) return err_set("out of memory");
     if (dp_init(&r->dp, dpc, model, a->zero, a->bucket_mb)) return -1;
     if (optim_create_range(&r->opt, &a->opt, model, r->dp.lo, r->dp.hi)) return -1;
     if (r->resuming) {
-        train_ckpt_restore(model, &r->opt, r->ck_params, &r->st);
+        if (train_ckpt_restore(model, &r->opt, r->ck_params, &r->st)) return -1;
         memcpy(r->rng.s, r->st.rng, sizeof r->rng.s);
         r->cursor = (size_t)r->st.data_cursor;
         r->start = (int)r->st.step;
@@ -462,8 +469,11 @@ static int setup(struct run *r) {
         r->ck_params = NULL;
         ckpt_train_state_free(&r->st);
     } else {
-        param_init(&model->table, cfg, r->host, (unsigned long long)a->seed);
-        gpt2_set_params(model, r->host);
+        /* every TP rank draws the whole model and keeps its shard: the same
+         * initial parameters for every layout */
+        param_init(&model->full, cfg, r->host, (unsigned long long)a->seed);
+        if (shard_extract(&model->full, r->host, &model->shard, r->local)) return -1;
+        gpt2_set_params(model, r->local);
         rng_seed(&r->rng, (uint64_t)a->seed ^ TRAIN_RNG_STREAM);
     }
     if (a->ckpt_dir) {
@@ -541,20 +551,25 @@ static int train_loop(struct run *r) {
          "  data %s: %zu train + %zu validation tokens; batch %d x %d, %d "
          "steps, %s lr %g\n",
          cfg->n_layer, cfg->n_embd, cfg->n_head, cfg->max_seq, cfg->vocab_size,
-         model->table.total / 1e6, ops->name, a->data, r->data.train_end,
+         model->full.total / 1e6, ops->name, a->data, r->data.train_end,
          r->data.n - r->data.train_end, a->batch, a->seq, a->steps,
          optim_kind_name(a->opt.kind), a->lr);
     if (dpc->size > 1)
         NOTE("  data parallel: %d ranks x %d sequences each%s, %d gradient bucket%s\n",
              dpc->size, r->sl.rows, a->zero ? ", ZeRO-1 optimizer shards" : "",
              r->dp.nbuckets, r->dp.nbuckets == 1 ? "" : "s");
+    if (r->topo.tp > 1)
+        NOTE("  tensor parallel: %d ranks per model, %d heads and %d-%d vocabulary "
+             "rows each\n",
+             r->topo.tp, model->shard.heads_local, cfg->vocab_size / r->topo.tp,
+             (cfg->vocab_size + r->topo.tp - 1) / r->topo.tp);
     if (r->resuming)
         NOTE("  resuming from %s at step %d\n", r->ckpt_file, r->start);
 
     const double tokens_per_step = (double)a->batch * a->seq;
     const size_t at = (size_t)r->sl.row0 * a->seq;
     for (int step = r->start; step < a->steps; step++) {
-        double t0 = timer_now(), loss;
+        double t0 = timer_now(), loss, tp0 = model->tp_comm_s;
         data_train_batch(&r->data, &r->cursor, a->batch, a->seq, r->gin, r->gtg);
         if (gpt2_forward(model, r->gin + at, r->gtg + at, r->sl.rows, a->seq, &loss))
             die(r);
@@ -578,6 +593,9 @@ static int train_loop(struct run *r) {
         if (dp_after_step(&r->dp, model)) die(r);
         double ms = (timer_now() - t0) * 1e3;
         double tps = tokens_per_step / (ms / 1e3);
+        /* communication the step waited for: TP collectives (all on the
+         * critical path) and the part of the DP average backward did not hide */
+        double comm_ms = (model->tp_comm_s - tp0 + r->dp.wait_s) * 1e3;
 
         /* stop signals: every rank agrees once per step, after the update */
         int stop = dist_stop_requested();
@@ -591,15 +609,18 @@ static int train_loop(struct run *r) {
                          r->gin, r->gtg, &val))
                 die(r);
         }
-        if (step == 0 || last || (step + 1) % a->log_every == 0)
-            NOTE("step %6d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms\n",
-                 step + 1, a->steps, loss, lr, norm, tps, ms);
+        if (step == 0 || last || (step + 1) % a->log_every == 0) {
+            char comm[32] = "";
+            if (r->topo.size > 1) snprintf(comm, sizeof comm, " | comm %.0f%%", 100 * comm_ms / ms);
+            NOTE("step %6d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | %.1f ms%s\n",
+                 step + 1, a->steps, loss, lr, norm, tps, ms, comm);
+        }
         if (!isnan(val)) NOTE("eval step %d | val loss %.4f\n", step + 1, val);
         if (r->metrics) {
             fprintf(r->metrics,
                     "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
-                    "\"tokens_per_s\":%.1f,\"ms\":%.3f",
-                    step + 1, loss, lr, norm, tps, ms);
+                    "\"tokens_per_s\":%.1f,\"ms\":%.3f,\"comm_ms\":%.3f",
+                    step + 1, loss, lr, norm, tps, ms, comm_ms);
             if (!isnan(val)) fprintf(r->metrics, ",\"val_loss\":%.9g", val);
             fprintf(r->metrics, "}\n");
             fflush(r->metrics);
@@ -677,14 +698,7 @@ int train_main(int argc, char **argv) {
                              "(compare the mpirun / srun arguments)") != 0;
     }
     dist_exit_if_any(failed, err_msg());
-    /* the grid (topo checks --tp against the world on every rank alike);
-     * TP itself comes later: only DP = every rank for now */
-    if (r->A.tp > 1)
-        failed = err_set("--tp %d: tensor parallelism is not supported yet (data "
-                         "parallelism only: leave --tp out or use --tp 1; DP is the "
-                         "number of ranks)",
-                         r->A.tp) != 0;
-    dist_exit_if_any(failed, err_msg());
+    /* the grid (topo checks --tp against the world on every rank alike) */
     failed = topo_init(&r->topo, MPI_COMM_WORLD, &(struct topo_opts){.tp = r->A.tp}) != 0;
     dist_exit_if_any(failed, err_msg());
 

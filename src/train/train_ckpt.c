@@ -2,6 +2,7 @@
  * checkpoints (see train_ckpt.h; the format: src/common/ckpt.h, docs/checkpoints.md). */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -64,16 +65,29 @@ int train_ckpt_check_model(const char *file, const struct gpt2_config *ck,
     return 0;
 }
 
-void train_ckpt_restore(struct gpt2 *m, struct optim *o, const float *params,
-                        const struct ckpt_train_state *st) {
-    /* the state's range: everything, or a ZeRO-1 shard (its padding stays 0) */
-    size_t end = o->hi < m->table.total ? o->hi : m->table.total;
+int train_ckpt_restore(struct gpt2 *m, struct optim *o, const float *params,
+                       const struct ckpt_train_state *st) {
+    /* this rank's TP shard of the full buffers, then the optimizer state's
+     * range of it: everything, or a ZeRO-1 shard (its padding stays 0) */
+    size_t n = m->table.total;
+    float *local = malloc(n * sizeof(float));
+    if (!local) return err_set("out of memory restoring a checkpoint");
+    size_t end = o->hi < n ? o->hi : n;
     size_t bytes = end > o->lo ? (end - o->lo) * sizeof(float) : 0;
-    gpt2_set_params(m, params);
-    if (bytes) o->ops->upload(o->m, st->m_state + o->lo, bytes);
-    if (o->v && st->v_state && bytes) o->ops->upload(o->v, st->v_state + o->lo, bytes);
+    int rc = shard_extract(&m->full, params, &m->shard, local);
+    if (!rc) gpt2_set_params(m, local);
+    if (!rc && bytes) {
+        rc = shard_extract(&m->full, st->m_state, &m->shard, local);
+        if (!rc) o->ops->upload(o->m, local + o->lo, bytes);
+    }
+    if (!rc && bytes && o->v && st->v_state) {
+        rc = shard_extract(&m->full, st->v_state, &m->shard, local);
+        if (!rc) o->ops->upload(o->v, local + o->lo, bytes);
+    }
     o->t = (int)st->optim_t;
     o->ops->sync();
+    free(local);
+    return rc;
 }
 
 int train_ckpt_save(const char *dir, int keep, const struct gpt2 *m,

@@ -27,10 +27,11 @@ int train_ckpt_locate(const char *resume, const char *ckpt_dir, char *path, size
 int train_ckpt_check_model(const char *file, const struct gpt2_config *ck,
                            const struct gpt2_config *want);
 
-/* Upload a checkpoint's parameters and optimizer state (moments and t);
- * a sharded optimizer (ZeRO-1) takes its range [o->lo, o->hi) of the
- * full state the file holds. */
-void train_ckpt_restore(struct gpt2 *m, struct optim *o, const float *params,
+/* Upload a checkpoint's parameters and optimizer state (moments and t),
+ * full buffers as the file holds them: the model takes its TP shard
+ * (shard_table.h), a sharded optimizer (ZeRO-1) its range [o->lo, o->hi) of
+ * that shard. -1 + err_set (out of memory). */
+int train_ckpt_restore(struct gpt2 *m, struct optim *o, const float *params,
                         const struct ckpt_train_state *st);
 
 /* Download parameters and optimizer state into host buffers (table.total

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# tests/mpi/dp_train_test.sh LLMPI SOURCE_DIR CASE MPIEXEC — data-parallel
-# `llmpi train` under mpirun (docs/distributed.md, "Data-parallel training").
+# tests/mpi/dp_train_test.sh LLMPI SOURCE_DIR CASE MPIEXEC — DP x TP
+# `llmpi train` under mpirun (docs/distributed.md, "Data-parallel training"
+# and "Tensor-parallel training").
 # Each CASE is one ctest (label mpi):
 #   equiv_OPT  (OPT sgd, adam, adamw) the same seed and global batch on 1
 #              rank, DP2 (small buckets: many overlapped allreduces), DP4
-#              (one bucket), and ZeRO-1 at DP2 and DP4 log the same loss,
-#              grad norm and val loss at every step of a 20-step tiny run,
-#              to a relative tolerance of 1e-5 (the largest difference seen
-#              is printed)
+#              (one bucket), ZeRO-1 at DP2 and DP4, DP1xTP2, DP2xTP2 (with
+#              and without ZeRO-1) and DP1xTP4 log the same loss, grad norm
+#              and val loss at every step of a 20-step tiny run, to a
+#              relative tolerance of 1e-5 (the largest difference seen is
+#              printed)
 #   resume     a DP2 ZeRO-1 run's step-10 checkpoint resumed at DP1 and at
-#              DP4 (with and without ZeRO-1) continues the same curve
+#              DP4 (with and without ZeRO-1) continues the same curve; a
+#              DP2xTP2 run's step-10 checkpoint resumed at DP1xTP4 and at
+#              DP4xTP1 too
 #   signal     SIGUSR1 to mpirun mid-run of a DP2 run: exit 75 within 20 s
 #              with a checkpoint; resuming from it completes the same curve,
 #              bit for bit, as an uninterrupted DP2 run, and the metrics file
@@ -60,9 +64,14 @@ equiv_*)
     mpi 4 train "${tiny[@]}" --optimizer $opt --metrics dp4.jsonl
     mpi 2 train "${tiny[@]}" --optimizer $opt --metrics z2.jsonl --zero 1
     mpi 4 train "${tiny[@]}" --optimizer $opt --metrics z4.jsonl --zero 1 --bucket-mb 0.01
-    for f in dp2 dp4 z2 z4; do compare $TOL dp1.jsonl $f.jsonl; done
+    mpi 2 train "${tiny[@]}" --optimizer $opt --metrics tp2.jsonl --tp 2
+    mpi 4 train "${tiny[@]}" --optimizer $opt --metrics dp2tp2.jsonl --tp 2 --bucket-mb 0.01
+    mpi 4 train "${tiny[@]}" --optimizer $opt --metrics zdp2tp2.jsonl --tp 2 --zero 1
+    mpi 4 train "${tiny[@]}" --optimizer $opt --metrics tp4.jsonl --tp 4
+    for f in dp2 dp4 z2 z4 tp2 dp2tp2 zdp2tp2 tp4; do compare $TOL dp1.jsonl $f.jsonl; done
     compare $TOL dp2.jsonl z2.jsonl   # ZeRO-1 against plain DP at the same width
     compare $TOL dp4.jsonl z4.jsonl
+    compare $TOL dp2tp2.jsonl zdp2tp2.jsonl
     ;;
 resume)
     mpi 2 train "${tiny[@]}" --zero 1 --metrics full.jsonl --ckpt-dir full --ckpt-every 10
@@ -116,10 +125,16 @@ fail)
     expect_error "^llmpi train: rank 0: error: --batch 6 .* 4 data-parallel ranks" \
         mpi 4 train "${tiny[@]}" --batch 6
     [ "$(grep -c 'error:' "$WORK/out.txt")" -eq 1 ] || fail "expected one error message"
-    expect_error "^llmpi train: rank 0: error: --tp 2: tensor parallelism is not supported yet" \
-        mpi 2 train "${tiny[@]}" --tp 2
-    expect_error "^llmpi train: error: --tp 2: tensor parallelism is not supported yet" \
+    # layouts that do not fit: TP not dividing the world, the heads (tiny
+    # has 4) or the MLP width
+    expect_error "^llmpi train: rank 0: error: topo: --tp 3 does not divide the world size 4" \
+        mpi 4 train "${tiny[@]}" --tp 3
+    [ "$(grep -c 'error:' "$WORK/out.txt")" -eq 1 ] || fail "expected one error message"
+    expect_error "^llmpi train: error: topo: --tp 2 does not divide the world size 1" \
         "$LLMPI" train "${tiny[@]}" --tp 2
+    expect_error "^llmpi train: rank 0: error: tp: --tp 3 does not divide the heads \(n_head = 4\)" \
+        mpi 3 train "${tiny[@]}" --tp 3
+    [ "$(grep -c 'error:' "$WORK/out.txt")" -eq 1 ] || fail "expected one error message"
     # different command lines on different ranks (MPMD)
     expect_error "^llmpi train: rank 0: error: the ranks were started with different command lines" \
         "$MPIEXEC" --oversubscribe -np 1 "$LLMPI" train "${tiny[@]}" : -np 1 "$LLMPI" train "${tiny[@]}" --seed 2
