@@ -20,12 +20,15 @@ step "machine"
 
 step "build (CUDA ON, sm_${CUDA_ARCH:-90})"
 extra=()
-# Debian's serial HDF5 unpacked under a private prefix (.devdeps): FindHDF5
-# searches only HDF5_ROOT itself once that is set, so name the files.
-if [ -n "${HDF5_ROOT:-}" ] && [ -f "$HDF5_ROOT/include/hdf5/serial/hdf5.h" ]; then
+# Debian's parallel (Open MPI) HDF5 unpacked under a private prefix
+# (.devdeps): FindHDF5 searches only HDF5_ROOT itself once that is set and
+# finds no h5pcc there (dpkg -x makes no h5pcc -> h5pcc.openmpi alternative),
+# so name the files; it then reads H5pubconf.h to see that the build is
+# parallel, which CMakeLists.txt requires.
+if [ -n "${HDF5_ROOT:-}" ] && [ -f "$HDF5_ROOT/include/hdf5/openmpi/hdf5.h" ]; then
     # and skip pkg-config: the unpacked .pc files still point into /usr
-    extra=(-DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=TRUE -DHDF5_C_INCLUDE_DIR="$HDF5_ROOT/include/hdf5/serial"
-           -DHDF5_hdf5_LIBRARY_RELEASE="$HDF5_ROOT/lib/x86_64-linux-gnu/hdf5/serial/libhdf5.so")
+    extra=(-DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=TRUE -DHDF5_C_INCLUDE_DIR="$HDF5_ROOT/include/hdf5/openmpi"
+           -DHDF5_hdf5_LIBRARY_RELEASE="$HDF5_ROOT/lib/x86_64-linux-gnu/hdf5/openmpi/libhdf5.so")
 fi
 if ! bash "$ROOT/jobs/build.sh" "$ROOT/build-gpu" -DLLMPI_CUDA=ON -DLLMPI_WERROR=ON \
         -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" "${extra[@]}" > "$OUT/build.log" 2>&1; then

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # jobs/pack_device_deps.sh — bundle the Debian dependencies for a GPU node
 # that cannot reach a package registry (../shared/device/deps.sh), adding
-# what llmpi needs beyond its default list: OpenBLAS's OpenMP build, serial
-# HDF5 and its libcurl, and the libraries Criterion's libgit2 links against.
+# what llmpi needs beyond its default list: OpenBLAS's OpenMP build, the
+# libraries HDF5 links against (libcurl and its own; the default list already
+# has the parallel libhdf5-openmpi-dev that llmpi builds with), and the
+# libraries Criterion's libgit2 links against.
 # Then, on the node:
 #   source .devdeps/deps.sh unpack
 #   export LD_LIBRARY_PATH=/opt/llmpi-deps/usr/lib/x86_64-linux-gnu/openblas-openmp:$LD_LIBRARY_PATH
@@ -11,7 +13,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEPS=${DEPS_SCRIPT:-$ROOT/../shared/device/deps.sh}
 export LLMPI_EXTRA_DEBS="libopenblas0-openmp libopenblas-openmp-dev
- libhdf5-dev libhdf5-103-1 libhdf5-hl-100
  libcurl4 libnghttp2-14 librtmp1 libpsl5 libldap-2.5-0 libbrotli1 libsasl2-2 libzstd1
  libidn2-0 libunistring2 libsasl2-modules-db libdb5.3
  libhttp-parser2.9 libmbedcrypto7 libmbedtls14 libmbedx509-1 libssh2-1

@@ -13,7 +13,7 @@ static const char *usage = "usage: llmpi <command> [options]   (llmpi <command> 
                            "  train     train a GPT-2 (data-parallel under mpirun / srun)\n"
                            "  generate  sample text from a checkpoint\n"
                            "  convert   Hugging Face GPT-2 <-> llmpi checkpoint\n"
-                           "  bench     benchmarks: train, tokenizer, generate\n"
+                           "  bench     benchmarks: train, comm, tokenizer, generate\n"
                            "\n"
                            "  --version  print the version\n";
 

@@ -174,8 +174,8 @@ static hid_t ckpt_open(const char *path, char *why, size_t whylen) {
     return -1;
 }
 
-/* ckpt_open that records the reason with err_set. */
-static hid_t ckpt_open_err(const char *path) {
+/* ckpt_open that records the reason with err_set (ckpt_h5.h). */
+hid_t ckpt_h5_open_complete(const char *path) {
     char why[WHY_LEN];
     hid_t fid = ckpt_open(path, why, sizeof why);
     if (fid < 0) err_set("%s", why);
@@ -190,7 +190,7 @@ int ckpt_is_complete(const char *path) {
     return 1;
 }
 
-static int read_config(const char *path, hid_t fid, struct gpt2_config *cfg) {
+int ckpt_h5_read_config(const char *path, hid_t fid, struct gpt2_config *cfg) {
     hid_t g = ckpt_h5_group_open(path, fid, "/config");
     if (g < 0) return -1;
     const char *names[5] = {"vocab_size", "max_seq", "n_layer", "n_head", "n_embd"};
@@ -215,18 +215,20 @@ static int read_config(const char *path, hid_t fid, struct gpt2_config *cfg) {
     return 0;
 }
 
-/* Dataset `name` (full path) of table tensor p into data, checking shape. */
-static int get_tensor(const char *file, hid_t fid, const char *name,
-                      const struct param_info *p, float *data) {
+/* Dataset `name` (full path), checked against table tensor p (ckpt_h5.h). */
+hid_t ckpt_h5_tensor_open(const char *file, hid_t fid, const char *name,
+                          const struct param_info *p) {
     char what[256];
-    if (H5Lexists(fid, name, H5P_DEFAULT) <= 0)
-        return err_set("%s: dataset %s is missing", file, name);
+    if (H5Lexists(fid, name, H5P_DEFAULT) <= 0) {
+        err_set("%s: dataset %s is missing", file, name);
+        return -1;
+    }
     hid_t d = H5Dopen2(fid, name, H5P_DEFAULT);
     hid_t t = d < 0 ? -1 : H5Dget_type(d);
     hid_t sp = d < 0 ? -1 : H5Dget_space(d);
     hsize_t dims[H5S_MAX_RANK] = {0};
     int rank = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
-    int rc = -1;
+    int ok = 0;
     if (t < 0 || rank < 0) {
         snprintf(what, sizeof what, "cannot open dataset %s", name);
         ckpt_h5_fail(file, what);
@@ -246,14 +248,29 @@ static int get_tensor(const char *file, hid_t fid, const char *name,
         else
             snprintf(want, sizeof want, "[%d]", p->shape[0]);
         err_set("%s: dataset %s has shape %s, expected %s", file, name, got, want);
-    } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-        snprintf(what, sizeof what, "cannot read dataset %s", name);
-        ckpt_h5_fail(file, what);
     } else {
-        rc = 0;
+        ok = 1;
     }
     ckpt_h5_close(sp);
     ckpt_h5_close(t);
+    if (!ok) {
+        ckpt_h5_close(d);
+        return -1;
+    }
+    return d;
+}
+
+/* Dataset `name` (full path) of table tensor p into data, checking shape. */
+static int get_tensor(const char *file, hid_t fid, const char *name,
+                      const struct param_info *p, float *data) {
+    hid_t d = ckpt_h5_tensor_open(file, fid, name, p);
+    if (d < 0) return -1;
+    int rc = 0;
+    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        char what[256];
+        snprintf(what, sizeof what, "cannot read dataset %s", name);
+        rc = ckpt_h5_fail(file, what);
+    }
     ckpt_h5_close(d);
     return rc;
 }
@@ -320,7 +337,7 @@ static int get_text(const char *file, hid_t fid, const char *name, char **text,
     return rc;
 }
 
-static struct tokenizer *read_tokenizer(const char *path, hid_t fid) {
+struct tokenizer *ckpt_h5_read_tokenizer(const char *path, hid_t fid) {
     char kind[32];
     hid_t g = ckpt_h5_group_open(path, fid, "/tokenizer");
     if (g < 0) return NULL;
@@ -351,9 +368,9 @@ static struct tokenizer *read_tokenizer(const char *path, hid_t fid) {
 }
 
 int ckpt_read_config(const char *path, struct gpt2_config *cfg) {
-    hid_t fid = ckpt_open_err(path);
+    hid_t fid = ckpt_h5_open_complete(path);
     if (fid < 0) return -1;
-    int rc = read_config(path, fid, cfg);
+    int rc = ckpt_h5_read_config(path, fid, cfg);
     H5Fclose(fid);
     return rc;
 }
@@ -362,14 +379,14 @@ int ckpt_load_model(const char *path, struct gpt2_config *cfg, float **params,
                     struct tokenizer **tok) {
     *params = NULL;
     if (tok) *tok = NULL;
-    hid_t fid = ckpt_open_err(path);
+    hid_t fid = ckpt_h5_open_complete(path);
     if (fid < 0) return -1;
     struct param_table t = {0};
     int rc = -1;
-    if (read_config(path, fid, cfg) || param_table_build(cfg, &t)) goto out;
+    if (ckpt_h5_read_config(path, fid, cfg) || param_table_build(cfg, &t)) goto out;
     *params = read_tensors(path, fid, "/params", &t);
     if (!*params) goto out;
-    if (tok && !(*tok = read_tokenizer(path, fid))) {
+    if (tok && !(*tok = ckpt_h5_read_tokenizer(path, fid))) {
         free(*params);
         *params = NULL;
         goto out;
@@ -381,8 +398,9 @@ out:
     return rc;
 }
 
-static int read_train(const char *f, hid_t fid, const struct param_table *t,
-                      struct ckpt_train_state *s) {
+/* The training state; the moments too when t is non-NULL (ckpt_h5.h). */
+int ckpt_h5_read_train(const char *f, hid_t fid, const struct param_table *t,
+                       struct ckpt_train_state *s) {
     if (H5Lexists(fid, "/train", H5P_DEFAULT) <= 0)
         return err_set("%s: no training state (group /train is missing: a model-only "
                        "checkpoint)",
@@ -428,6 +446,7 @@ static int read_train(const char *f, hid_t fid, const struct param_table *t,
     if (s->optim_t < 0 || s->optim_t > INT_MAX)
         return err_set("%s: /optimizer attribute 't' is %lld, out of range", f,
                        (long long)s->optim_t);
+    if (!t) return 0;
     if (!(s->m_state = read_tensors(f, fid, "/optimizer/m", t))) return -1;
     if (strcmp(s->optimizer, "sgd") &&
         !(s->v_state = read_tensors(f, fid, "/optimizer/v", t)))
@@ -438,11 +457,11 @@ static int read_train(const char *f, hid_t fid, const struct param_table *t,
 int ckpt_load_train(const char *path, const struct gpt2_config *cfg,
                     struct ckpt_train_state *train) {
     memset(train, 0, sizeof *train);
-    hid_t fid = ckpt_open_err(path);
+    hid_t fid = ckpt_h5_open_complete(path);
     if (fid < 0) return -1;
     struct param_table t = {0};
     int rc = param_table_build(cfg, &t);
-    if (!rc) rc = read_train(path, fid, &t, train);
+    if (!rc) rc = ckpt_h5_read_train(path, fid, &t, train);
     if (rc) ckpt_train_state_free(train);
     param_table_free(&t);
     H5Fclose(fid);

@@ -3,8 +3,14 @@
  *
  * Why it looks the way it does:
  *  - One dataset per parameter at its full logical shape, named by the
- *    parameter table (/params/<name>, contiguous layout): a later parallel
- *    HDF5 build only changes each write/read into a per-rank hyperslab.
+ *    parameter table (/params/<name>, contiguous layout, storage allocated
+ *    when the dataset is created and never filled): the parallel save
+ *    (ckpt_shard.c) builds the same file with these stages, then writes
+ *    each rank's hyperslabs into the allocated storage, which changes no
+ *    metadata.
+ *  - A save is a sequence of stages (ckpt_h5.h: names, checks, write the
+ *    temporary file, mark it complete, publish) so the parallel save shares
+ *    them instead of copying them.
  *  - Atomicity comes from the file system, not from HDF5: the file is built
  *    as DIR/.NAME.tmp, closed, fsync'd, renamed over NAME, and the directory
  *    is fsync'd. A crash leaves at worst a stale .tmp (ignored, and pruned);
@@ -72,21 +78,29 @@ static int put_str(const char *file, hid_t obj, const char *where, const char *n
     return rc;
 }
 
-/* float32 dataset `name` (full path) of a table tensor. */
+/* float32 dataset `name` (full path) of a table tensor: contiguous, storage
+ * allocated now and never filled (ckpt_h5.h, ckpt_write_tmp); data (when
+ * non-NULL) written into it. */
 static int put_tensor(const char *file, hid_t fid, const char *name,
                       const struct param_info *p, const float *data) {
     hsize_t dims[2] = {(hsize_t)p->shape[0], (hsize_t)p->shape[1]};
     hid_t sp = H5Screate_simple(p->ndim, dims, NULL);
-    hid_t d = sp < 0 ? -1
-                     : H5Dcreate2(fid, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                                  H5P_DEFAULT);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t d = -1;
     int rc = 0;
-    if (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+    if (sp < 0 || dcpl < 0 || H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0 ||
+        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0 ||
+        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+        (d = H5Dcreate2(fid, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) <
+            0 ||
+        (data &&
+         H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)) {
         char what[256];
         snprintf(what, sizeof what, "cannot write dataset %s", name);
         rc = ckpt_h5_fail(file, what);
     }
     ckpt_h5_close(d);
+    if (dcpl >= 0) H5Pclose(dcpl);
     ckpt_h5_close(sp);
     return rc;
 }
@@ -162,7 +176,8 @@ out:
     return rc;
 }
 
-/* /params, or /optimizer/m and /optimizer/v: one dataset per table entry. */
+/* /params, or /optimizer/m and /optimizer/v: one dataset per table entry
+ * (base NULL: created, not written). */
 static int write_tensors(const char *f, hid_t fid, const char *group,
                          const struct param_table *t, const float *base) {
     hid_t g = ckpt_h5_group_new(f, fid, group);
@@ -171,13 +186,15 @@ static int write_tensors(const char *f, hid_t fid, const char *group,
     for (int i = 0; i < t->count; i++) {
         char name[128];
         snprintf(name, sizeof name, "%s/%s", group, t->p[i].name);
-        if (put_tensor(f, fid, name, &t->p[i], base + t->p[i].offset)) return -1;
+        if (put_tensor(f, fid, name, &t->p[i], base ? base + t->p[i].offset : NULL))
+            return -1;
     }
     return 0;
 }
 
+/* data = 0: the moment datasets are created, not written. */
 static int write_train(const char *f, hid_t fid, const struct param_table *t,
-                       const struct ckpt_train_state *s) {
+                       const struct ckpt_train_state *s, int data) {
     hid_t g = ckpt_h5_group_new(f, fid, "/train");
     if (g < 0) return -1;
     const char *w = "/train";
@@ -206,8 +223,10 @@ static int write_train(const char *f, hid_t fid, const struct param_table *t,
     rc = put_str(f, g, "/optimizer", "kind", s->optimizer) ||
          put_i64(f, g, "/optimizer", "t", s->optim_t);
     ckpt_h5_close(g);
-    if (rc || write_tensors(f, fid, "/optimizer/m", t, s->m_state)) return -1;
-    if (s->v_state && write_tensors(f, fid, "/optimizer/v", t, s->v_state)) return -1;
+    if (rc || write_tensors(f, fid, "/optimizer/m", t, data ? s->m_state : NULL))
+        return -1;
+    if (s->v_state && write_tensors(f, fid, "/optimizer/v", t, data ? s->v_state : NULL))
+        return -1;
     return 0;
 }
 
@@ -220,11 +239,41 @@ static int fsync_path(const char *path, int dir) {
     return rc;
 }
 
-int ckpt_save(const char *path, const struct gpt2_config *cfg, const float *params,
-              const struct tokenizer *tok, const struct ckpt_train_state *train) {
-    ckpt_h5_quiet();
-    if (!params || !tok)
-        return err_set("%s: no %s to save", path, params ? "tokenizer" : "parameters");
+/* ---- the stages of a save (ckpt_h5.h) ------------------------------------- */
+
+int ckpt_names_make(const char *path, struct ckpt_names *nm) {
+    nm->tmp = nm->dir = NULL;
+    size_t n = strlen(path);
+    const char *slash = strrchr(path, '/');
+    size_t dlen = slash ? (size_t)(slash - path) : 0;
+    const char *base = slash ? slash + 1 : path;
+    if (!*base) return err_set("%s: not a file name", path);
+    nm->tmp = malloc(n + 8);
+    nm->dir = malloc(dlen + 2);
+    if (!nm->tmp || !nm->dir) {
+        ckpt_names_free(nm);
+        return err_set("out of memory");
+    }
+    if (slash) {
+        memcpy(nm->dir, path, dlen);
+        nm->dir[dlen] = '\0';
+        if (dlen == 0) strcpy(nm->dir, "/");
+    } else {
+        strcpy(nm->dir, ".");
+    }
+    snprintf(nm->tmp, n + 8, "%.*s.%s.tmp", (int)(base - path), path, base);
+    return 0;
+}
+
+void ckpt_names_free(struct ckpt_names *n) {
+    free(n->tmp);
+    free(n->dir);
+    n->tmp = n->dir = NULL;
+}
+
+int ckpt_save_check(const char *path, const struct gpt2_config *cfg,
+                    const struct tokenizer *tok, const struct ckpt_train_state *train) {
+    if (!tok) return err_set("%s: no tokenizer to save", path);
     if (model_config_check(cfg)) return -1;
     if (train) {
         if (!ckpt_optimizer_known(train->optimizer))
@@ -233,36 +282,31 @@ int ckpt_save(const char *path, const struct gpt2_config *cfg, const float *para
         if (!train->m_state || (strcmp(train->optimizer, "sgd") && !train->v_state))
             return err_set("%s: optimizer state buffers missing", path);
     }
-    /* DIR/.NAME.tmp and DIR */
-    size_t n = strlen(path);
-    const char *slash = strrchr(path, '/');
-    size_t dlen = slash ? (size_t)(slash - path) : 0;
-    const char *base = slash ? slash + 1 : path;
-    if (!*base) return err_set("%s: not a file name", path);
-    char *tmp = malloc(n + 8), *dir = malloc(dlen + 2);
-    if (!tmp || !dir) {
-        free(tmp);
-        free(dir);
-        return err_set("out of memory");
-    }
-    if (slash) {
-        memcpy(dir, path, dlen);
-        dir[dlen] = '\0';
-        if (dlen == 0) strcpy(dir, "/");
-    } else {
-        strcpy(dir, ".");
-    }
-    snprintf(tmp, n + 8, "%.*s.%s.tmp", (int)(base - path), path, base);
+    return 0;
+}
 
+int ckpt_write_tmp(const char *path, const struct ckpt_names *n,
+                   const struct gpt2_config *cfg, const float *params,
+                   const struct tokenizer *tok, const struct ckpt_train_state *train,
+                   int data, int complete) {
+    const char *tmp = n->tmp;
     struct param_table t = {0};
     hid_t fid = -1;
     int rc = -1, created = 0;
     if (param_table_build(cfg, &t)) goto out;
     hid_t fapl = ckpt_h5_file_access();
+    errno = 0;
     fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl < 0 ? H5P_DEFAULT : fapl);
+    int create_errno = errno;
     if (fapl >= 0) H5Pclose(fapl);
     if (fid < 0) {
-        ckpt_h5_fail(tmp, "cannot create the temporary checkpoint file");
+        /* HDF5's innermost message for a failed open(2) is often empty:
+         * errno says what the file system said */
+        char what[1024];
+        snprintf(what, sizeof what, "cannot create the temporary checkpoint file %s%s%s",
+                 tmp, create_errno ? ": " : "",
+                 create_errno ? strerror(create_errno) : "");
+        ckpt_h5_fail(path, what);
         goto out;
     }
     created = 1;
@@ -270,9 +314,9 @@ int ckpt_save(const char *path, const struct gpt2_config *cfg, const float *para
     if (put_str(tmp, fid, "/", "format", CKPT_FORMAT) ||
         put_i64(tmp, fid, "/", "format_version", version) ||
         write_config(tmp, fid, cfg) || write_tokenizer(tmp, fid, tok) ||
-        write_tensors(tmp, fid, "/params", &t, params) ||
-        (train && write_train(tmp, fid, &t, train)) ||
-        put_i64(tmp, fid, "/", "complete", 1))
+        write_tensors(tmp, fid, "/params", &t, data ? params : NULL) ||
+        (train && write_train(tmp, fid, &t, train, data)) ||
+        (complete && put_i64(tmp, fid, "/", "complete", 1)))
         goto out;
     if (H5Fflush(fid, H5F_SCOPE_GLOBAL) < 0) {
         ckpt_h5_fail(tmp, "flush failed");
@@ -284,25 +328,60 @@ int ckpt_save(const char *path, const struct gpt2_config *cfg, const float *para
         ckpt_h5_fail(tmp, "close failed");
         goto out;
     }
-    if (fsync_path(tmp, 0)) {
-        err_set("%s: fsync failed: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path)) {
-        err_set("cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
-        goto out;
-    }
-    created = 0;
-    if (fsync_path(dir, 1)) {
-        err_set("%s: fsync of the directory failed: %s", dir, strerror(errno));
-        goto out;
-    }
     rc = 0;
 out:
     ckpt_h5_close(fid);
-    if (created) remove(tmp);
+    if (rc && created) remove(tmp);
     param_table_free(&t);
-    free(tmp);
-    free(dir);
+    return rc;
+}
+
+int ckpt_mark_complete(const struct ckpt_names *n) {
+    hid_t fapl = ckpt_h5_file_access();
+    hid_t fid = H5Fopen(n->tmp, H5F_ACC_RDWR, fapl < 0 ? H5P_DEFAULT : fapl);
+    if (fapl >= 0) H5Pclose(fapl);
+    int rc = -1;
+    if (fid < 0) {
+        ckpt_h5_fail(n->tmp, "cannot reopen the temporary checkpoint file");
+    } else if (!put_i64(n->tmp, fid, "/", "complete", 1)) {
+        if (H5Fflush(fid, H5F_SCOPE_GLOBAL) < 0)
+            ckpt_h5_fail(n->tmp, "flush failed");
+        else
+            rc = 0;
+    }
+    if (fid >= 0 && H5Fclose(fid) < 0 && rc == 0)
+        rc = ckpt_h5_fail(n->tmp, "close failed");
+    if (rc) remove(n->tmp);
+    return rc;
+}
+
+int ckpt_publish(const char *path, const struct ckpt_names *n) {
+    if (fsync_path(n->tmp, 0)) {
+        err_set("%s: fsync failed: %s", n->tmp, strerror(errno));
+        remove(n->tmp);
+        return -1;
+    }
+    if (rename(n->tmp, path)) {
+        err_set("cannot rename '%s' to '%s': %s", n->tmp, path, strerror(errno));
+        remove(n->tmp);
+        return -1;
+    }
+    if (fsync_path(n->dir, 1))
+        return err_set("%s: fsync of the directory failed: %s", n->dir, strerror(errno));
+    return 0;
+}
+
+/* ---- ckpt_save -------------------------------------------------------------- */
+
+int ckpt_save(const char *path, const struct gpt2_config *cfg, const float *params,
+              const struct tokenizer *tok, const struct ckpt_train_state *train) {
+    ckpt_h5_quiet();
+    if (!params) return err_set("%s: no parameters to save", path);
+    if (ckpt_save_check(path, cfg, tok, train)) return -1;
+    struct ckpt_names n;
+    if (ckpt_names_make(path, &n)) return -1;
+    int rc = ckpt_write_tmp(path, &n, cfg, params, tok, train, 1, 1);
+    if (!rc) rc = ckpt_publish(path, &n);
+    ckpt_names_free(&n);
     return rc;
 }

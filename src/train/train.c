@@ -39,6 +39,7 @@
 #include "args.h"
 #include "backend.h"
 #include "ckpt.h"
+#include "ckpt_shard.h"
 #include "data.h"
 #include "dist.h"
 #include "dp.h"
@@ -331,7 +332,7 @@ struct run {
     const struct ops *ops;
     float *host;  /* full parameters (model.full.total floats): initialisation */
     float *local; /* this rank's shard (model.table.total floats): checkpoints */
-    float *ck_params, *m_host, *v_host;
+    float *m_host, *v_host; /* optimizer state (local layout): checkpoints */
     int32_t *gin, *gtg; /* one global batch */
     struct slice sl;
     struct rng rng;
@@ -348,7 +349,6 @@ static void run_free(struct run *r) {
     optim_destroy(&r->opt);
     gpt2_destroy(&r->model);
     ckpt_train_state_free(&r->st);
-    free(r->ck_params);
     free(r->m_host);
     free(r->v_host);
     free(r->host);
@@ -397,8 +397,8 @@ static int setup(struct run *r) {
     if (where == 0) {
         struct gpt2_config ck_cfg;
         r->resuming = 1;
-        if (ckpt_read_config(r->ckpt_file, &ck_cfg) ||
-            ckpt_load_train(r->ckpt_file, &ck_cfg, &r->st) ||
+        /* the scalars only: each rank reads its shard of the tensors later */
+        if (ckpt_load_shard_meta(r->ckpt_file, &ck_cfg, NULL, &r->st) ||
             adopt_settings(a, r->ckpt_file, &r->st))
             return -1;
     } else if (a->resume) {
@@ -417,7 +417,7 @@ static int setup(struct run *r) {
     struct token_data *data = &r->data;
     if (r->resuming) {
         struct gpt2_config ck_cfg;
-        if (ckpt_load_model(r->ckpt_file, &ck_cfg, &r->ck_params, NULL)) return -1;
+        if (ckpt_read_config(r->ckpt_file, &ck_cfg)) return -1;
         r->cfg = ck_cfg;
         const struct model_flags *mf = &a->model;
         if (mf->preset || mf->layers || mf->heads || mf->width || mf->context ||
@@ -461,12 +461,11 @@ static int setup(struct run *r) {
     if (dp_init(&r->dp, dpc, model, a->zero, a->bucket_mb)) return -1;
     if (optim_create_range(&r->opt, &a->opt, model, r->dp.lo, r->dp.hi)) return -1;
     if (r->resuming) {
-        if (train_ckpt_restore(model, &r->opt, r->ck_params, &r->st)) return -1;
+        /* each rank reads its own hyperslabs: any DP x TP layout resumes */
+        if (train_ckpt_restore(r->ckpt_file, model, &r->opt, r->st.optim_t)) return -1;
         memcpy(r->rng.s, r->st.rng, sizeof r->rng.s);
         r->cursor = (size_t)r->st.data_cursor;
         r->start = (int)r->st.step;
-        free(r->ck_params);
-        r->ck_params = NULL;
         ckpt_train_state_free(&r->st);
     } else {
         /* every TP rank draws the whole model and keeps its shard: the same
@@ -508,15 +507,15 @@ static int open_outputs(struct run *r) {
     return 0;
 }
 
-/* Collective: gather a sharded optimizer state, rank 0 writes the file, all
- * agree on the outcome. */
+/* Collective: gather a ZeRO-1 optimizer state over the DP group, then every
+ * rank takes part in the parallel write (the DP-rank-0 replica's TP ranks
+ * write their shards), all agree on the outcome. */
 static void save_ckpt(struct run *r, int step) {
     struct train_args *a = &r->A;
     double c0 = timer_now();
     if (dp_gather_state(&r->dp, &r->opt, r->m_host, r->v_host)) die(r);
-    int failed = 0;
     char saved[4096] = "";
-    if (r->topo.rank == 0) {
+    {
         struct ckpt_train_state s = {
             .step = step,
             .total_steps = a->steps,
@@ -529,11 +528,13 @@ static void save_ckpt(struct run *r, int step) {
                    a->eval_batches},
         };
         memcpy(s.rng, r->rng.s, sizeof s.rng);
-        failed = train_ckpt_save(a->ckpt_dir, a->keep, &r->model, &r->opt, r->tok,
-                                 r->host, r->m_host, r->v_host, &s, saved,
-                                 sizeof saved) != 0;
+        struct train_ckpt_io io = {r->topo.world.mpi, r->topo.dp_rank == 0,
+                                   r->topo.rank == 0};
+        /* failures come back alike on every rank, except pruning (rank 0) */
+        agree(r, train_ckpt_save(a->ckpt_dir, a->keep, &io, &r->model, &r->opt, r->tok,
+                                 r->local, r->m_host, r->v_host, &s, saved,
+                                 sizeof saved) != 0);
     }
-    agree(r, failed);
     NOTE("checkpoint step %d | %s | %.1f ms\n", step, saved, (timer_now() - c0) * 1e3);
 }
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "err.h"
+#include "ckpt_shard.h"
 #include "train_ckpt.h"
 
 int train_ckpt_locate(const char *resume, const char *ckpt_dir, char *path, size_t len) {
@@ -65,35 +66,38 @@ int train_ckpt_check_model(const char *file, const struct gpt2_config *ck,
     return 0;
 }
 
-int train_ckpt_restore(struct gpt2 *m, struct optim *o, const float *params,
-                       const struct ckpt_train_state *st) {
-    /* this rank's TP shard of the full buffers, then the optimizer state's
-     * range of it: everything, or a ZeRO-1 shard (its padding stays 0) */
+int train_ckpt_restore(const char *file, struct gpt2 *m, struct optim *o,
+                       int64_t optim_t) {
     size_t n = m->table.total;
-    float *local = malloc(n * sizeof(float));
-    if (!local) return err_set("out of memory restoring a checkpoint");
+    float *params = malloc(n * sizeof(float)), *mom = malloc(n * sizeof(float));
+    float *vel = o->v ? malloc(n * sizeof(float)) : NULL;
+    int rc = -1;
+    if (!params || !mom || (o->v && !vel)) {
+        err_set("out of memory restoring %s", file);
+        goto out;
+    }
+    if (ckpt_load_shard(file, &m->shard, params, mom, vel)) goto out;
+    /* the state's range: everything, or a ZeRO-1 shard (its padding stays 0) */
     size_t end = o->hi < n ? o->hi : n;
     size_t bytes = end > o->lo ? (end - o->lo) * sizeof(float) : 0;
-    int rc = shard_extract(&m->full, params, &m->shard, local);
-    if (!rc) gpt2_set_params(m, local);
-    if (!rc && bytes) {
-        rc = shard_extract(&m->full, st->m_state, &m->shard, local);
-        if (!rc) o->ops->upload(o->m, local + o->lo, bytes);
-    }
-    if (!rc && bytes && o->v && st->v_state) {
-        rc = shard_extract(&m->full, st->v_state, &m->shard, local);
-        if (!rc) o->ops->upload(o->v, local + o->lo, bytes);
-    }
-    o->t = (int)st->optim_t;
+    gpt2_set_params(m, params);
+    if (bytes) o->ops->upload(o->m, mom + o->lo, bytes);
+    if (bytes && vel) o->ops->upload(o->v, vel + o->lo, bytes);
+    o->t = (int)optim_t;
     o->ops->sync();
-    free(local);
+    rc = 0;
+out:
+    free(params);
+    free(mom);
+    free(vel);
     return rc;
 }
 
-int train_ckpt_save(const char *dir, int keep, const struct gpt2 *m,
-                    const struct optim *o, const struct tokenizer *tok,
-                    float *params_host, float *m_host, float *v_host,
-                    struct ckpt_train_state *st, char *out, size_t outlen) {
+int train_ckpt_save(const char *dir, int keep, const struct train_ckpt_io *io,
+                    const struct gpt2 *m, const struct optim *o,
+                    const struct tokenizer *tok, float *params_host, float *m_host,
+                    float *v_host, struct ckpt_train_state *st, char *out,
+                    size_t outlen) {
     size_t bytes = m->table.total * sizeof(float);
     o->ops->sync();
     gpt2_get_params(m, params_host);
@@ -106,6 +110,8 @@ int train_ckpt_save(const char *dir, int keep, const struct gpt2 *m,
     st->m_state = m_host;
     st->v_state = o->v ? v_host : NULL;
     ckpt_path_for_step(dir, st->step, out, outlen);
-    if (ckpt_save(out, &m->cfg, params_host, tok, st)) return -1;
-    return ckpt_prune(dir, keep);
+    if (ckpt_save_sharded(out, io->comm, io->writer, &m->cfg, &m->shard, params_host, tok,
+                          st))
+        return -1;
+    return io->leader ? ckpt_prune(dir, keep) : 0;
 }

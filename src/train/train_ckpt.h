@@ -7,6 +7,9 @@
 #define LLMPI_TRAIN_CKPT_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <mpi.h>
 
 #include "ckpt.h"
 #include "gpt2.h"
@@ -27,22 +30,35 @@ int train_ckpt_locate(const char *resume, const char *ckpt_dir, char *path, size
 int train_ckpt_check_model(const char *file, const struct gpt2_config *ck,
                            const struct gpt2_config *want);
 
-/* Upload a checkpoint's parameters and optimizer state (moments and t),
- * full buffers as the file holds them: the model takes its TP shard
- * (shard_table.h), a sharded optimizer (ZeRO-1) its range [o->lo, o->hi) of
- * that shard. -1 + err_set (out of memory). */
-int train_ckpt_restore(struct gpt2 *m, struct optim *o, const float *params,
-                        const struct ckpt_train_state *st);
+/* Read this rank's shard of a checkpoint's parameters and optimizer
+ * moments (ckpt_load_shard: only its hyperslabs, so any DP x TP layout
+ * resumes any other) and upload them; a sharded optimizer (ZeRO-1) keeps its
+ * range [o->lo, o->hi) of the moments. optim_t: the file's optimizer step
+ * count. -1 + err_set. */
+int train_ckpt_restore(const char *file, struct gpt2 *m, struct optim *o,
+                       int64_t optim_t);
 
-/* Download parameters and optimizer state into host buffers (table.total
- * floats each; v_host unused for SGD), complete *st (whose step, cursor,
- * RNG and hyperparameters the caller filled) and save DIR/ckpt_<step>.h5,
- * A sharded optimizer's state is not downloaded: the caller has gathered
- * the full state into m_host / v_host (dp_gather_state). Call on one rank.
- * then keep the newest `keep` (0: all). The saved path goes to out. */
-int train_ckpt_save(const char *dir, int keep, const struct gpt2 *m,
-                    const struct optim *o, const struct tokenizer *tok,
-                    float *params_host, float *m_host, float *v_host,
-                    struct ckpt_train_state *st, char *out, size_t outlen);
+/* Who takes part in a save: every rank of comm calls train_ckpt_save. */
+struct train_ckpt_io {
+    MPI_Comm comm; /* the whole job */
+    int writer;    /* 1: this rank's shard goes to the file (DP rank 0) */
+    int leader;    /* 1 on the one rank that prunes old checkpoints */
+};
+
+/* Collective over io->comm: download parameters and optimizer state into
+ * host buffers in this rank's (TP-local) layout (table.total floats each;
+ * v_host unused for SGD), complete *st (whose step, cursor, RNG and
+ * hyperparameters the caller filled; rank 0's are written) and save
+ * DIR/ckpt_<step>.h5 with parallel HDF5, each writer its hyperslabs
+ * (ckpt_save_sharded); then the leader keeps the newest `keep` (0: all).
+ * A ZeRO-1 optimizer's state is not downloaded: the caller has gathered it
+ * into m_host / v_host (dp_gather_state). The saved path goes to out. The
+ * save's outcome is the same on every rank; a pruning failure is the
+ * leader's alone. */
+int train_ckpt_save(const char *dir, int keep, const struct train_ckpt_io *io,
+                    const struct gpt2 *m, const struct optim *o,
+                    const struct tokenizer *tok, float *params_host, float *m_host,
+                    float *v_host, struct ckpt_train_state *st, char *out,
+                    size_t outlen);
 
 #endif

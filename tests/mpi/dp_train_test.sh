@@ -80,6 +80,19 @@ resume)
     mpi 4 train --data text.txt --resume full/ckpt_00000010.h5 --metrics r4.jsonl
     mpi 4 train --data text.txt --resume full/ckpt_00000010.h5 --metrics r4z.jsonl --zero 1
     for f in r1 r4 r4z; do compare $TOL full.jsonl $f.jsonl 11; done
+    # saved by DP2 x TP2 (each TP rank of DP rank 0 writes its hyperslabs),
+    # resumed at DP1 x TP4 and DP4 x TP1 (each rank reads its own)
+    mpi 4 train "${tiny[@]}" --tp 2 --metrics tfull.jsonl --ckpt-dir tfull --ckpt-every 10
+    [ -e tfull/ckpt_00000010.h5 ] || fail "no step-10 checkpoint from DP2 x TP2"
+    mpi 4 train --data text.txt --resume tfull/ckpt_00000010.h5 --tp 4 --metrics t14.jsonl
+    mpi 4 train --data text.txt --resume tfull/ckpt_00000010.h5 --metrics t41.jsonl
+    mpi 2 train --data text.txt --resume tfull/ckpt_00000010.h5 --tp 2 --zero 1 --metrics t12.jsonl
+    for f in t14 t41 t12; do compare $TOL tfull.jsonl $f.jsonl 11; done
+    compare $TOL full.jsonl tfull.jsonl   # the TP run is the DP run's curve too
+    # a layout the checkpoint's model cannot split into: one message, exit 1
+    expect_error "^llmpi train: rank 0: error: tp: --tp 3 does not divide the heads" \
+        mpi 3 train --data text.txt --resume tfull/ckpt_00000010.h5 --tp 3
+    [ "$(grep -c 'error:' "$WORK/out.txt")" -eq 1 ] || fail "expected one error message"
     ;;
 signal)
     long=(--model tiny --data text.txt --batch 4 --seq 16 --steps 1500 --lr 1e-3 --warmup 3
