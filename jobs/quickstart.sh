@@ -2,10 +2,11 @@
 # jobs/quickstart.sh — the README's main job on a fresh Debian 12 machine:
 # install dependencies, build, turn Debian's fortune cookies (English and
 # Chinese) into a corpus, train a BPE tokenizer and token shards on it, train
-# a small GPT-2 for a few minutes data-parallel over mpirun (checkpoints on
-# the way), then sample text from the last checkpoint.
-# Knobs (environment): RANKS (2: data-parallel ranks under mpirun; 1 runs a
-# plain process), STEPS (1000), VOCAB (4096), LAYERS (4), WIDTH (256),
+# a small GPT-2 for a few minutes over mpirun as DP2 x TP2 (data-parallel
+# pairs of tensor-parallel ranks; parallel HDF5 checkpoints on the way), then
+# sample text from the last checkpoint.
+# Knobs (environment): RANKS (4: ranks under mpirun; 1 runs a plain process),
+# TP (2: tensor-parallel ranks per model; DP = RANKS / TP), STEPS (1000), VOCAB (4096), LAYERS (4), WIDTH (256),
 # HEADS (4), BATCH (8, the global batch), SEQ (128), LR (1e-3),
 # THREADS (per rank; default cores / RANKS), PROMPT ("Q: What"),
 # OUT (runs/quickstart).
@@ -23,7 +24,9 @@ rm -rf "$OUT/data"
 "$LLMPI" prep "$OUT/fortunes.txt" --out "$OUT/data" --train-tokenizer --vocab-size "${VOCAB:-4096}"
 
 echo "== training"
-RANKS=${RANKS:-2}
+RANKS=${RANKS:-4}
+TP=${TP:-2}
+[ "$RANKS" -gt 1 ] || TP=1
 THREADS=${THREADS:-$(( $(nproc) / RANKS > 0 ? $(nproc) / RANKS : 1 ))}
 threads=(--threads "$THREADS")
 launch=()
@@ -34,7 +37,7 @@ if [ "$RANKS" -gt 1 ]; then
 fi
 rm -rf "$OUT/ckpt"
 "${launch[@]}" "$LLMPI" train --model gpt2-mini --layers "${LAYERS:-4}" --width "${WIDTH:-256}" \
-    --heads "${HEADS:-4}" --data "$OUT/data" --steps "${STEPS:-1000}" \
+    --heads "${HEADS:-4}" --tp "$TP" --data "$OUT/data" --steps "${STEPS:-1000}" \
     --batch "${BATCH:-8}" --seq "${SEQ:-128}" --lr "${LR:-1e-3}" --warmup 20 \
     --eval-every 100 --log-every 20 "${threads[@]}" --metrics "$OUT/metrics.jsonl" \
     --ckpt-dir "$OUT/ckpt" --ckpt-every 250 --keep 2

@@ -104,3 +104,51 @@ hid_t ckpt_h5_group_open(const char *file, hid_t fid, const char *name) {
 int ckpt_optimizer_known(const char *k) {
     return !strcmp(k, "sgd") || !strcmp(k, "adam") || !strcmp(k, "adamw");
 }
+
+/* ---- tensor-parallel shards (ckpt_shard_write.c, ckpt_shard_read.c) ---- */
+
+const char *const ckpt_cfg_field[5] = {"vocab_size", "max_seq", "n_layer", "n_head",
+                                       "n_embd"};
+
+/* Select map's slabs (OR-ed) on the full-shape file space fs of an ndim
+ * dataset; the selection's size must be the local tensor's numel. */
+int ckpt_h5_select_slabs(hid_t fs, const struct shard_map *m, int ndim, size_t numel) {
+    size_t n = 0;
+    for (int k = 0; k < m->nslabs; k++) {
+        const struct shard_slab *s = &m->slab[k];
+        hsize_t start[2] = {s->start[0], s->start[1]},
+                count[2] = {s->count[0], s->count[1]};
+        if (ndim == 1 && (s->start[1] != 0 || s->count[1] != 1)) return -1;
+        if (H5Sselect_hyperslab(fs, k ? H5S_SELECT_OR : H5S_SELECT_SET, start, NULL,
+                                count, NULL) < 0)
+            return -1;
+        n += s->count[0] * s->count[1];
+    }
+    hssize_t got = H5Sget_select_npoints(fs);
+    return m->nslabs > 0 && n == numel && got >= 0 && (size_t)got == numel ? 0 : -1;
+}
+
+/* 1 when shard tables a and b describe the same local layout of the same
+ * tensors (names, local shapes and offsets, slabs). */
+int ckpt_shard_same(const struct shard_table *a, const struct shard_table *b,
+                      int *bad) {
+    *bad = -1;
+    if (a->tp_size != b->tp_size || a->tp_rank != b->tp_rank ||
+        a->local.count != b->local.count || a->local.total != b->local.total)
+        return 0;
+    for (int i = 0; i < a->local.count; i++) {
+        const struct param_info *p = &a->local.p[i], *q = &b->local.p[i];
+        const struct shard_map *m = &a->map[i], *n = &b->map[i];
+        int same = !strcmp(p->name, q->name) && p->ndim == q->ndim &&
+                   p->shape[0] == q->shape[0] && p->shape[1] == q->shape[1] &&
+                   p->offset == q->offset && p->numel == q->numel && p->tp == q->tp &&
+                   m->nslabs == n->nslabs;
+        for (int k = 0; same && k < m->nslabs; k++)
+            same = !memcmp(&m->slab[k], &n->slab[k], sizeof m->slab[k]);
+        if (!same) {
+            *bad = i;
+            return 0;
+        }
+    }
+    return 1;
+}

@@ -1,13 +1,13 @@
 /* src/common/ckpt_h5.h — INTERNAL to the checkpoint module (ckpt_h5.c,
- * ckpt_write.c, ckpt_read.c, ckpt_shard.c). Nothing outside those files
- * includes it; the public interfaces are ckpt.h and ckpt_shard.h.
+ * ckpt_write.c, ckpt_read.c, ckpt_shard_write.c, ckpt_shard_read.c). Nothing
+ * outside those files includes it; the public interfaces are ckpt.h and ckpt_shard.h.
  *
  * What the writer and the reader share: the format's name and version, HDF5
  * error quieting and reporting, id closing, the file-access property list,
  * group create/open, and the list of known optimizers. Below those, the
  * stages of a save (ckpt_write.c) and the checked opens of the reader
- * (ckpt_read.c) that the parallel save and the per-rank load (ckpt_shard.c)
- * reuse. The names carry a ckpt_ prefix because they are no longer static
+ * (ckpt_read.c) that the parallel save and the per-rank load
+ * (ckpt_shard_write.c, ckpt_shard_read.c) reuse. The names carry a ckpt_ prefix because they are no longer static
  * to one file.
  */
 #ifndef LLMPI_CKPT_H5_H
@@ -16,6 +16,7 @@
 #include <hdf5.h>
 
 #include "ckpt.h"
+#include "shard_table.h"
 
 /* The root attributes 'format' and 'format_version' of every checkpoint. */
 #define CKPT_FORMAT "llmpi-checkpoint"
@@ -67,7 +68,7 @@ int ckpt_save_check(const char *path, const struct gpt2_config *cfg,
  * contiguous with its storage allocated at creation and never filled
  * (H5D_ALLOC_TIME_EARLY, H5D_FILL_TIME_NEVER), so later hyperslab writes
  * change no metadata. data = 1: write params and the moments into them;
- * data = 0: leave them for ckpt_shard.c's parallel writes (params and the
+ * data = 0: leave them for ckpt_shard_write.c's parallel writes (params and the
  * moment pointers are then not read). complete = 1: write the root
  * 'complete' attribute last. Flushes and closes the file; on failure
  * removes it. -1 + err_set naming the file. */
@@ -107,5 +108,19 @@ int ckpt_h5_read_train(const char *f, hid_t fid, const struct param_table *t,
  * file, the dataset and both shapes. */
 hid_t ckpt_h5_tensor_open(const char *file, hid_t fid, const char *name,
                           const struct param_info *p);
+
+/* The config fields in struct gpt2_config order (vocab_size, max_seq,
+ * n_layer, n_head, n_embd), for messages about a config as an int[5]. */
+extern const char *const ckpt_cfg_field[5];
+
+/* Select shard map m's slabs (OR-ed) on the full-shape file space fs of an
+ * ndim dataset; 0 when the selection has exactly numel (the local tensor's)
+ * elements, -1 otherwise. */
+int ckpt_h5_select_slabs(hid_t fs, const struct shard_map *m, int ndim, size_t numel);
+
+/* 1 when shard tables a and b describe the same local layout of the same
+ * tensors (names, local shapes and offsets, slabs); else 0 and *bad is the
+ * first tensor that differs. */
+int ckpt_shard_same(const struct shard_table *a, const struct shard_table *b, int *bad);
 
 #endif

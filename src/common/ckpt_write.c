@@ -5,7 +5,7 @@
  *  - One dataset per parameter at its full logical shape, named by the
  *    parameter table (/params/<name>, contiguous layout, storage allocated
  *    when the dataset is created and never filled): the parallel save
- *    (ckpt_shard.c) builds the same file with these stages, then writes
+ *    (ckpt_shard_write.c) builds the same file with these stages, then writes
  *    each rank's hyperslabs into the allocated storage, which changes no
  *    metadata.
  *  - A save is a sequence of stages (ckpt_h5.h: names, checks, write the

@@ -403,6 +403,10 @@ int gpt2_backward(struct gpt2 *m) {
        o->layernorm_bwd(m->dstream, param(m, G, PT_LNF_W(L)), param(m, G, PT_LNF_B(L)),
                         m->dln, x_last, param(m, P, PT_LNF_W(L)), m->lnf_mean,
                         m->lnf_rstd, N, C));
+    /* ln_f's gradient is final already: report it now, so the DP bucket at
+     * the end of the flat buffer (ln_f and the last layers) can start while
+     * the layers below are still in backward */
+    if (grads_ready(m, PT_LNF_W(L)) || grads_ready(m, PT_LNF_B(L))) return -1;
 
     for (int l = L - 1; l >= 0; l--) {
         struct gpt2_layer_acts *a = &m->layers[l];
@@ -453,8 +457,7 @@ int gpt2_backward(struct gpt2 *m) {
     OP(m, "embedding bwd",
        o->embedding_bwd(param(m, G, PT_WTE), param(m, G, PT_WPE), m->dstream, m->tokens,
                         B, T, C, 0, st->vocab_start, V));
-    int rc = grads_ready(m, PT_WTE) || grads_ready(m, PT_WPE) ||
-             grads_ready(m, PT_LNF_W(L)) || grads_ready(m, PT_LNF_B(L));
+    int rc = grads_ready(m, PT_WTE) || grads_ready(m, PT_WPE);
     m->have_targets = 0; /* logits now hold gradients */
     return rc ? -1 : 0;
 }

@@ -89,9 +89,10 @@ struct gpt2 {
 
     /* Optional (NULL: off). gpt2_backward calls it once for every parameter
      * tensor, with the tensor's range of the flat buffer (table offset and
-     * numel), as soon as that tensor's gradient is final: a layer's tensors
-     * right after the layer's backward (last layer first), then wte, wpe and
-     * ln_f at the end. Every element is reported exactly once per backward.
+     * numel), as soon as that tensor's gradient is final: ln_f first, then
+     * a layer's tensors right after the layer's backward (last layer first),
+     * then wte and wpe at the end. (The flat buffer holds wte, wpe, the
+     * layers, ln_f: its tail is ready first, its head last.) Every element is reported exactly once per backward.
      * Data parallelism uses it to start averaging gradient buckets while
      * backward goes on (src/train/dp.h). */
     void (*grads_ready)(void *ctx, size_t offset, size_t count);

@@ -1,5 +1,5 @@
 /* tests/mpi/test_mpi_ckpt_shard.c — parallel HDF5 checkpoints
- * (src/common/ckpt_shard.c, docs/checkpoints.md "Parallel checkpoints").
+ * (src/common/ckpt_shard_*.c, docs/checkpoints.md "Parallel checkpoints").
  *
  * The model has a vocabulary (67) that no TP size of 2 or 4 divides, so the
  * uneven wte split is written and read. Full buffers of distinct values

@@ -1,6 +1,6 @@
-/* src/common/ckpt_shard.c — checkpoints per tensor-parallel rank with
- * parallel HDF5: ckpt_save_sharded (collective) and ckpt_load_shard (one
- * rank on its own). Interface: ckpt_shard.h; docs/checkpoints.md, "Parallel
+/* src/common/ckpt_shard_write.c — ckpt_save_sharded: a checkpoint written
+ * by tensor-parallel ranks with parallel HDF5, each its hyperslabs
+ * (collective); the per-rank read is ckpt_shard_read.c. Interface: ckpt_shard.h; docs/checkpoints.md, "Parallel
  * checkpoints".
  *
  * Why it looks the way it does:
@@ -45,51 +45,6 @@
 
 #define MSG_LEN 1024
 
-/* ---- shared: slabs and shard tables ---------------------------------------- */
-
-/* Select map's slabs (OR-ed) on the full-shape file space fs of an ndim
- * dataset; the selection's size must be the local tensor's numel. */
-static int select_slabs(hid_t fs, const struct shard_map *m, int ndim, size_t numel) {
-    size_t n = 0;
-    for (int k = 0; k < m->nslabs; k++) {
-        const struct shard_slab *s = &m->slab[k];
-        hsize_t start[2] = {s->start[0], s->start[1]},
-                count[2] = {s->count[0], s->count[1]};
-        if (ndim == 1 && (s->start[1] != 0 || s->count[1] != 1)) return -1;
-        if (H5Sselect_hyperslab(fs, k ? H5S_SELECT_OR : H5S_SELECT_SET, start, NULL,
-                                count, NULL) < 0)
-            return -1;
-        n += s->count[0] * s->count[1];
-    }
-    hssize_t got = H5Sget_select_npoints(fs);
-    return m->nslabs > 0 && n == numel && got >= 0 && (size_t)got == numel ? 0 : -1;
-}
-
-/* 1 when shard tables a and b describe the same local layout of the same
- * tensors (names, local shapes and offsets, slabs). */
-static int shard_same(const struct shard_table *a, const struct shard_table *b,
-                      int *bad) {
-    *bad = -1;
-    if (a->tp_size != b->tp_size || a->tp_rank != b->tp_rank ||
-        a->local.count != b->local.count || a->local.total != b->local.total)
-        return 0;
-    for (int i = 0; i < a->local.count; i++) {
-        const struct param_info *p = &a->local.p[i], *q = &b->local.p[i];
-        const struct shard_map *m = &a->map[i], *n = &b->map[i];
-        int same = !strcmp(p->name, q->name) && p->ndim == q->ndim &&
-                   p->shape[0] == q->shape[0] && p->shape[1] == q->shape[1] &&
-                   p->offset == q->offset && p->numel == q->numel && p->tp == q->tp &&
-                   m->nslabs == n->nslabs;
-        for (int k = 0; same && k < m->nslabs; k++)
-            same = !memcmp(&m->slab[k], &n->slab[k], sizeof m->slab[k]);
-        if (!same) {
-            *bad = i;
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* ---- agreement ---------------------------------------------------------------- */
 
 /* Collective over comm: 0 when rc == 0 on every rank; otherwise -1 on every
@@ -132,9 +87,6 @@ enum {
 };
 enum { B_PARAMS = 1, B_M = 2, B_V = 4 };
 
-static const char *cfg_field[5] = {"vocab_size", "max_seq", "n_layer", "n_head",
-                                   "n_embd"};
-
 /* This rank's own checks: st was built from cfg; rank 0 also runs ckpt_save's
  * checks on what it writes. */
 static int check_local(const char *path, int rank, const struct gpt2_config *cfg,
@@ -160,7 +112,7 @@ static int check_local(const char *path, int rank, const struct gpt2_config *cfg
         snprintf(msg, sizeof msg, "%s", err_msg());
         return err_set("%s: %s", path, msg);
     }
-    int bad, same = shard_same(&ref, st, &bad);
+    int bad, same = ckpt_shard_same(&ref, st, &bad);
     shard_table_free(&ref);
     if (!same)
         return err_set(
@@ -182,7 +134,7 @@ static int check_layout(const char *path, const int *info, int size) {
         for (int k = 0; k < 5; k++)
             if (x[I_CFG + k] != r0[I_CFG + k])
                 return err_set("%s: rank %d's model has %s %d but rank 0's has %d", path,
-                               r, cfg_field[k], x[I_CFG + k], r0[I_CFG + k]);
+                               r, ckpt_cfg_field[k], x[I_CFG + k], r0[I_CFG + k]);
         if (x[I_TP] != tp)
             return err_set(
                 "%s: rank %d's shard table is for TP size %d but rank 0's for %d", path,
@@ -232,7 +184,7 @@ static int write_tensor(MPI_Comm comm, const char *tmp, hid_t fid, hid_t dxpl,
     if (d < 0 || fs < 0 || ms < 0) {
         snprintf(what, sizeof what, "cannot open dataset %s", name);
         rc = ckpt_h5_fail(tmp, what);
-    } else if (mine ? select_slabs(fs, &st->map[i], lp->ndim, lp->numel) != 0
+    } else if (mine ? ckpt_h5_select_slabs(fs, &st->map[i], lp->ndim, lp->numel) != 0
                     : H5Sselect_none(fs) < 0 || H5Sselect_none(ms) < 0) {
         snprintf(what, sizeof what, "cannot select the TP rank %d slabs of dataset %s",
                  st->tp_rank, name);
@@ -372,130 +324,3 @@ out:
     return rc ? -1 : 0;
 }
 
-/* ---- ckpt_load_shard ------------------------------------------------------------ */
-
-/* Check that the file's model (fc) is the one st was built from, naming the
- * first field that differs; on success *fst is fc's table for st's rank. */
-static int match_file(const char *path, const struct gpt2_config *fc,
-                      const struct shard_table *st, struct shard_table *fst) {
-    const struct param_table *lt = &st->local;
-    char msg[MSG_LEN];
-    if (shard_table_build(fc, st->tp_size, st->tp_rank, fst)) {
-        snprintf(msg, sizeof msg, "%s", err_msg());
-        return err_set("%s: the checkpoint's model cannot be read at this layout: %s",
-                       path, msg);
-    }
-    /* st's model, as far as its table tells: layers from the entry count,
-     * width and context from the replicated wpe, heads from the heads held */
-    int st_cfg[5] = {-1, -1, -1, -1, -1};
-    if (lt->count >= 4 && (lt->count - 4) % LP_COUNT == 0) {
-        st_cfg[1] = lt->p[PT_WPE].shape[0];
-        st_cfg[2] = (lt->count - 4) / LP_COUNT;
-        st_cfg[4] = lt->p[PT_WPE].shape[1];
-    }
-    st_cfg[3] = st->heads_local * st->tp_size;
-    const int fv[5] = {fc->vocab_size, fc->max_seq, fc->n_layer, fc->n_head, fc->n_embd};
-    for (int k = 1; k < 5; k++)
-        if (st_cfg[k] >= 0 && st_cfg[k] != fv[k])
-            return err_set(
-                "%s: the checkpoint's model has %s %d but the shard table is for "
-                "%s %d",
-                path, cfg_field[k], fv[k], cfg_field[k], st_cfg[k]);
-    if (fst->vocab_start != st->vocab_start || fst->vocab_local != st->vocab_local)
-        return err_set(
-            "%s: the checkpoint's model has vocab_size %d, whose rows for TP rank "
-            "%d of %d are [%d, %d), but the shard table holds rows [%d, %d)",
-            path, fc->vocab_size, st->tp_rank, st->tp_size, fst->vocab_start,
-            fst->vocab_start + fst->vocab_local, st->vocab_start,
-            st->vocab_start + st->vocab_local);
-    int bad;
-    if (!shard_same(fst, st, &bad))
-        return err_set(
-            "%s: the checkpoint's model does not match the shard table (TP rank "
-            "%d of %d)%s%s",
-            path, st->tp_rank, st->tp_size, bad >= 0 ? ": tensor " : "",
-            bad >= 0 ? lt->p[bad].name : "");
-    return 0;
-}
-
-/* This rank's slabs of every tensor under `group` into local. */
-static int read_group(const char *path, hid_t fid, const char *group,
-                      const struct param_table *full, const struct shard_table *st,
-                      float *local) {
-    for (int i = 0; i < full->count; i++) {
-        const struct param_info *lp = &st->local.p[i];
-        char name[128], what[256];
-        snprintf(name, sizeof name, "%s/%s", group, full->p[i].name);
-        hid_t d = ckpt_h5_tensor_open(path, fid, name, &full->p[i]);
-        if (d < 0) return -1;
-        hsize_t n = lp->numel;
-        hid_t fs = H5Dget_space(d);
-        hid_t ms = H5Screate_simple(1, &n, NULL);
-        int rc = 0;
-        if (fs < 0 || ms < 0 || select_slabs(fs, &st->map[i], lp->ndim, lp->numel)) {
-            snprintf(what, sizeof what,
-                     "cannot select the TP rank %d slabs of dataset %s", st->tp_rank,
-                     name);
-            rc = ckpt_h5_fail(path, what);
-        } else if (H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, local + lp->offset) <
-                   0) {
-            snprintf(what, sizeof what, "cannot read dataset %s", name);
-            rc = ckpt_h5_fail(path, what);
-        }
-        ckpt_h5_close(ms);
-        ckpt_h5_close(fs);
-        ckpt_h5_close(d);
-        if (rc) return -1;
-    }
-    return 0;
-}
-
-int ckpt_load_shard(const char *path, const struct shard_table *st, float *local_params,
-                    float *local_m, float *local_v) {
-    if (!st || !local_params)
-        return err_set("%s: no %s to load into", path, st ? "buffer" : "shard table");
-    hid_t fid = ckpt_h5_open_complete(path);
-    if (fid < 0) return -1;
-    struct gpt2_config fc;
-    struct shard_table fst = {0};
-    struct param_table full = {0};
-    int rc = -1;
-    if (ckpt_h5_read_config(path, fid, &fc) || match_file(path, &fc, st, &fst) ||
-        param_table_build(&fc, &full) ||
-        read_group(path, fid, "/params", &full, st, local_params))
-        goto out;
-    if ((local_m || local_v) && H5Lexists(fid, "/train", H5P_DEFAULT) <= 0) {
-        err_set(
-            "%s: no training state (group /train is missing: a model-only checkpoint)",
-            path);
-        goto out;
-    }
-    if (local_v && H5Lexists(fid, "/optimizer/v", H5P_DEFAULT) <= 0) {
-        err_set("%s: no second moment (group /optimizer/v is missing: the checkpoint's "
-                "optimizer keeps none)",
-                path);
-        goto out;
-    }
-    if ((local_m && read_group(path, fid, "/optimizer/m", &full, st, local_m)) ||
-        (local_v && read_group(path, fid, "/optimizer/v", &full, st, local_v)))
-        goto out;
-    rc = 0;
-out:
-    param_table_free(&full);
-    shard_table_free(&fst);
-    H5Fclose(fid);
-    return rc;
-}
-
-int ckpt_load_shard_meta(const char *path, struct gpt2_config *cfg,
-                         struct tokenizer **tok, struct ckpt_train_state *train) {
-    if (tok) *tok = NULL;
-    if (train) memset(train, 0, sizeof *train);
-    hid_t fid = ckpt_h5_open_complete(path);
-    if (fid < 0) return -1;
-    int rc = ckpt_h5_read_config(path, fid, cfg);
-    if (!rc && train) rc = ckpt_h5_read_train(path, fid, NULL, train);
-    if (!rc && tok && !(*tok = ckpt_h5_read_tokenizer(path, fid))) rc = -1;
-    H5Fclose(fid);
-    return rc ? -1 : 0;
-}
