@@ -4,7 +4,8 @@
 # Chinese) into a corpus, train a BPE tokenizer and token shards on it, train
 # a small GPT-2 for a few minutes over mpirun as DP2 x TP2 (data-parallel
 # pairs of tensor-parallel ranks; parallel HDF5 checkpoints on the way), then
-# sample text from the last checkpoint.
+# sample text from the last checkpoint and serve it to the agents of the
+# game-npcs scenario (jobs/agents_scenarios.json).
 # Knobs (environment): RANKS (4: ranks under mpirun; 1 runs a plain process),
 # TP (2: tensor-parallel ranks per model; DP = RANKS / TP), STEPS (1000), VOCAB (4096), LAYERS (4), WIDTH (256),
 # HEADS (4), BATCH (8, the global batch), SEQ (128), LR (1e-3),
@@ -47,4 +48,13 @@ last=$(ls "$OUT"/ckpt/ckpt_*.h5 | sort | tail -1)
 "$LLMPI" generate --ckpt "$last" --prompt "${PROMPT:-Q: What}" --max-tokens 80 \
     --temperature 0.8 --top-k 50 --seed 1 --threads "$(nproc)"
 echo
-echo "quickstart: metrics in $OUT/metrics.jsonl, checkpoints in $OUT/ckpt"
+echo "== serving it to agents: the game-npcs scenario on 2 replica groups"
+# rank 0 coordinates (three NPCs talking in a tavern scene), ranks 1
+# and 2 are replica groups with continuous batching (docs/serving.md)
+serve=(mpirun -np 3 --oversubscribe -x OMP_NUM_THREADS=1)
+[ "$RANKS" -gt 1 ] || serve=()
+"${serve[@]}" "$LLMPI" serve --ckpt "$last" --agents "$ROOT/jobs/agents_scenarios.json" \
+    --scenario game-npcs --turns 6 --redact --transcript "$OUT/transcript.jsonl"
+echo
+echo "quickstart: metrics in $OUT/metrics.jsonl, checkpoints in $OUT/ckpt, transcript in"
+echo "$OUT/transcript.jsonl"

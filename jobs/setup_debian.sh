@@ -5,7 +5,8 @@
 #   BLAS:   libopenblas-openmp-dev (the OpenMP build: inside our own parallel
 #           regions it runs single-threaded instead of oversubscribing cores)
 #   tests:  libcriterion-dev, python3 (JSON checks in the CLI tests)
-#   libs:   libpcre2-dev (tokenizer regex), libcjson-dev (JSON),
+#   libs:   libpcre2-dev (tokenizer regex), libcjson-dev (JSON), libyaml-dev
+#           (YAML agents files),
 #           libhdf5-openmpi-dev (HDF5's parallel MPI-IO build: every rank writes
 #           and reads its own hyperslabs of a checkpoint; CMake refuses a
 #           serial HDF5) + hdf5-tools (h5dump, h5diff)
@@ -16,7 +17,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcriterion-dev
-          libpcre2-dev libcjson-dev libhdf5-openmpi-dev hdf5-tools libopenmpi-dev openmpi-bin
+          libpcre2-dev libcjson-dev libyaml-dev libhdf5-openmpi-dev hdf5-tools libopenmpi-dev openmpi-bin
           python3 fortunes fortunes-min fortunes-zh)
 missing=()
 for p in "${packages[@]}"; do

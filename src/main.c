@@ -10,8 +10,9 @@ static const char *usage = "usage: llmpi <command> [options]   (llmpi <command> 
                            "\n"
                            "commands:\n"
                            "  prep      text, directories or JSONL -> token shards\n"
-                           "  train     train a GPT-2 (data-parallel under mpirun / srun)\n"
+                           "  train     train a GPT-2 (DP x TP under mpirun / srun)\n"
                            "  generate  sample text from a checkpoint\n"
+                           "  serve     serve a checkpoint to agents (replica groups)\n"
                            "  convert   Hugging Face GPT-2 <-> llmpi checkpoint\n"
                            "  bench     benchmarks: train, comm, tokenizer, generate\n"
                            "\n"
@@ -34,6 +35,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "prep")) return prep_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return train_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return generate_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return serve_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return convert_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return bench_main(argc - 1, argv + 1);
     fprintf(stderr, "llmpi: unknown command '%s'\n\n%s", cmd, usage);

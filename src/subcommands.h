@@ -7,6 +7,7 @@ int train_main(int argc, char **argv);
 int prep_main(int argc, char **argv);      /* src/train/prep.c */
 int convert_main(int argc, char **argv);   /* src/train/convert.c */
 int generate_main(int argc, char **argv);  /* src/infer/generate.c */
+int serve_main(int argc, char **argv);     /* src/infer/serve.c */
 int bench_main(int argc, char **argv);     /* src/train/bench.c */
 int bench_train_main(int argc, char **argv);
 int bench_tokenizer_main(int argc, char **argv); /* src/train/bench_tokenizer.c */

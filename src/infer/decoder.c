@@ -18,6 +18,16 @@
  *
  * The residual stream ping-pongs between two buffers so no op is asked to
  * write over one of its inputs (ops.h does not promise that is allowed).
+ *
+ * The paged form (decoder_forward_paged) stacks the new tokens of several
+ * sequences into one [R, C] stream (R = sum of n_i). Everything row-wise
+ * (layernorms, q and k|v projections, attention output projection, MLP,
+ * residuals, LM head) is one op call over the R rows; per sequence i:
+ *   embedding at its own positions [len_i, len_i + n_i);
+ *   its k|v rows copied from the step's [R, 2C] projection into its blocks;
+ *   attention with Tq = n_i, Tk = len_i + n_i over its rows of the pool,
+ *   read in place when its blocks are one run, else gathered into a
+ *   [Tk, 2C] scratch first (kvpool.h explains the choice and its cost).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +114,7 @@ int decoder_create_borrowed(struct decoder *d, const struct gpt2_config *cfg,
 void decoder_destroy(struct decoder *d) {
     if (!d->ops) return;
     if (d->scratch) d->ops->free(d->scratch);
+    if (d->pscratch) d->ops->free(d->pscratch);
     if (d->owns_params && d->params) d->ops->free(d->params);
     param_table_free(&d->table);
     memset(d, 0, sizeof *d);
@@ -184,6 +195,127 @@ int decoder_forward(struct decoder *d, struct kv_cache *c, int slot,
             lm_head(d, x, m, logits_out + (size_t)i0 * V);
         else if (which == DECODER_LOGITS_LAST && i0 + m == n)
             lm_head(d, x + (size_t)(m - 1) * d->cfg.n_embd, 1, logits_out);
+    }
+    d->forward_calls++;
+    return 0;
+}
+
+/* ---- paged, batched forward ---------------------------------------------- */
+
+static int paged_scratch(struct decoder *d) {
+    if (d->pscratch) return 0;
+    const size_t T = (size_t)d->chunk, C = (size_t)d->cfg.n_embd;
+    const size_t S = (size_t)d->cfg.max_seq;
+    size_t nk = round16(T * 2 * C), ng = round16(S * 2 * C), nl = round16(T * C);
+    d->pscratch = d->ops->alloc((nk + ng + nl) * sizeof(float));
+    if (!d->pscratch)
+        return err_set(
+            "decoder: out of memory for %.1f MiB of paged scratch (%s backend)",
+            (nk + ng + nl) * 4.0 / 1048576.0, d->ops->name);
+    d->kvnew = d->pscratch;
+    d->gather = d->kvnew + nk;
+    d->lastrows = d->gather + ng;
+    return 0;
+}
+
+/* One step of sequences whose tokens sum to R <= d->chunk (checked). */
+static void paged_step(struct decoder *d, struct kvpool *p, struct decoder_seq *seqs,
+                       int n_seqs, int R, float *logits_out) {
+    const struct ops *o = d->ops;
+    const int C = d->cfg.n_embd, NH = d->cfg.n_head, HS = C / NH, V = d->cfg.vocab_size;
+    const size_t RC = (size_t)R * C;
+    float *x = d->x, *y = d->x2;
+    for (int i = 0, off = 0; i < n_seqs; off += seqs[i].n, i++) {
+        o->upload(d->tokens + off, seqs[i].tokens, (size_t)seqs[i].n * sizeof(int32_t));
+        o->embedding_fwd(x + (size_t)off * C, d->tokens + off, tensor(d, PT_WTE),
+                         tensor(d, PT_WPE), 1, seqs[i].n, C, seqs[i].kv->len, 0, V);
+    }
+    for (int l = 0; l < d->cfg.n_layer; l++) {
+        const float *wqkv = LW(d, l, LP_QKV_W), *bqkv = LW(d, l, LP_QKV_B);
+        o->layernorm_fwd(d->ln, NULL, NULL, x, LW(d, l, LP_LN1_W), LW(d, l, LP_LN1_B), R,
+                         C);
+        o->matmul_fwd(d->q, d->ln, wqkv, bqkv, R, C, C);
+        o->matmul_fwd(d->kvnew, d->ln, wqkv + (size_t)C * C, bqkv + C, R, C, 2 * C);
+        for (int i = 0, off = 0; i < n_seqs; off += seqs[i].n, i++) {
+            const struct kvpool_seq *kv = seqs[i].kv;
+            const int n = seqs[i].n, Tk = kv->len + n;
+            kvpool_scatter(p, kv, l, kv->len, n, d->kvnew + (size_t)off * 2 * C);
+            float *rows = kvpool_contiguous(p, kv, l, Tk);
+            if (!rows) {
+                kvpool_gather(p, kv, l, Tk, d->gather);
+                rows = d->gather;
+            }
+            o->attention_fwd(d->atty + (size_t)off * C, d->probs, d->q + (size_t)off * C,
+                             rows, rows + C, 1, n, Tk, NH, HS, C, 2 * C);
+        }
+        o->matmul_fwd(d->proj, d->atty, LW(d, l, LP_ATTPROJ_W), LW(d, l, LP_ATTPROJ_B), R,
+                      C, C);
+        o->residual_fwd(y, x, d->proj, RC);
+        o->layernorm_fwd(d->ln, NULL, NULL, y, LW(d, l, LP_LN2_W), LW(d, l, LP_LN2_B), R,
+                         C);
+        o->matmul_fwd(d->fch, d->ln, LW(d, l, LP_FC_W), LW(d, l, LP_FC_B), R, C, 4 * C);
+        o->gelu_fwd(d->fch_gelu, d->fch, 4 * RC);
+        o->matmul_fwd(d->proj, d->fch_gelu, LW(d, l, LP_FCPROJ_W), LW(d, l, LP_FCPROJ_B),
+                      R, 4 * C, C);
+        o->residual_fwd(x, y, d->proj, RC);
+    }
+    int k = 0;
+    for (int i = 0, off = 0; i < n_seqs; off += seqs[i].n, i++) {
+        if (seqs[i].want_logits)
+            o->copy(d->lastrows + (size_t)k++ * C, x + (size_t)(off + seqs[i].n - 1) * C,
+                    (size_t)C * sizeof(float));
+        seqs[i].kv->len += seqs[i].n;
+    }
+    if (k > 0) lm_head(d, d->lastrows, k, logits_out);
+    d->positions_processed += R;
+}
+
+int decoder_forward_paged(struct decoder *d, struct kvpool *p, struct decoder_seq *seqs,
+                          int n_seqs, float *logits_out) {
+    const int V = d->cfg.vocab_size;
+    if (p->n_layer != d->cfg.n_layer || p->n_embd != d->cfg.n_embd)
+        return err_set("decoder: the kv pool was made for %d layers x width %d, the "
+                       "model has %d x %d",
+                       p->n_layer, p->n_embd, d->cfg.n_layer, d->cfg.n_embd);
+    if (n_seqs < 1) return err_set("decoder: a paged step of %d sequences", n_seqs);
+    long long R = 0;
+    int want = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const struct decoder_seq *s = &seqs[i];
+        int room = s->kv->n_blocks * p->block_size;
+        if (room > d->cfg.max_seq) room = d->cfg.max_seq;
+        if (s->n < 1)
+            return err_set("decoder: sequence %d of the step has %d tokens", i, s->n);
+        if (s->n > room - s->kv->len)
+            return err_set("sequence %d: %d cached + %d new positions exceed the %d "
+                           "reserved for it",
+                           i, s->kv->len, s->n, room);
+        for (int t = 0; t < s->n; t++)
+            if (s->tokens[t] < 0 || s->tokens[t] >= V)
+                return err_set(
+                    "token %d at position %d is outside the vocabulary [0, %d)",
+                    s->tokens[t], t, V);
+        R += s->n;
+        want += s->want_logits != 0;
+    }
+    if (want > 0 && !logits_out)
+        return err_set("decoder: logits requested without an output buffer");
+    if (n_seqs > 1 && R > d->chunk)
+        return err_set("decoder: a step of %lld tokens exceeds the %d positions per "
+                       "forward (the decoder's chunk)",
+                       R, d->chunk);
+    if (paged_scratch(d)) return -1;
+    if (n_seqs > 1) {
+        paged_step(d, p, seqs, n_seqs, (int)R, logits_out);
+    } else { /* one sequence: chunks of d->chunk, as decoder_forward */
+        struct decoder_seq whole = seqs[0];
+        for (int i0 = 0; i0 < whole.n; i0 += d->chunk) {
+            struct decoder_seq part = whole;
+            part.tokens = whole.tokens + i0;
+            part.n = whole.n - i0 < d->chunk ? whole.n - i0 : d->chunk;
+            part.want_logits = whole.want_logits && i0 + part.n == whole.n;
+            paged_step(d, p, &part, 1, part.n, logits_out);
+        }
     }
     d->forward_calls++;
     return 0;

@@ -12,6 +12,14 @@
  * Inputs longer than the scratch chunk (set at create) are processed in
  * chunks of that size: the same result, bounded memory for long prompts.
  * Only ops-table calls touch backend memory: the same code runs on CUDA.
+ *
+ * decoder_forward_paged is the serving form: several sequences in one step,
+ * each with its own block table in a paged pool (kvpool.h), sequence i
+ * contributing n_i tokens (a prefill chunk or one decode token). The
+ * projections and the MLP run as ONE matmul over the sum of the n_i rows
+ * (weights are read once per step, not once per sequence: that is where
+ * batching wins); embedding (own positions) and attention (own Tk) run per
+ * sequence.
  */
 #ifndef LLMPI_DECODER_H
 #define LLMPI_DECODER_H
@@ -19,6 +27,7 @@
 #include <stdint.h>
 
 #include "kvcache.h"
+#include "kvpool.h"
 #include "model.h"
 #include "ops.h"
 
@@ -38,6 +47,11 @@ struct decoder {
     float *probs;          /* [NH, chunk, max_seq] attention scratch */
     float *logits;         /* [chunk, V] */
     int32_t *tokens;       /* [chunk] */
+    /* paged-forward scratch, allocated on its first use */
+    float *pscratch;
+    float *kvnew;    /* [chunk, 2C] the step's new k|v rows */
+    float *gather;   /* [max_seq, 2C] a fragmented sequence's rows, gathered */
+    float *lastrows; /* [chunk, C] rows whose logits are wanted */
     /* statistics: positions run through the model (the prefix never is twice) */
     long long positions_processed;
     long long forward_calls;
@@ -69,5 +83,27 @@ enum decoder_logits {
 int decoder_forward(struct decoder *d, struct kv_cache *cache, int slot,
                     const int32_t *tokens, int n, enum decoder_logits which,
                     float *logits_out);
+
+/* One sequence's part of a paged step: tokens[0..n) at positions
+ * [kv->len, kv->len + n). */
+struct decoder_seq {
+    struct kvpool_seq *kv; /* its blocks; must own room for len + n positions */
+    const int32_t *tokens; /* host */
+    int n;                 /* >= 1 */
+    int want_logits;       /* 1: return the logits after its last token */
+};
+
+/* Run seqs[0..n_seqs) as one step over pool p (no sequence twice), append
+ * each one's keys/values to its blocks (kv->len += n) and write to host
+ * logits_out one [V] row per sequence with want_logits, in order (may be
+ * NULL when none wants any). The sum of the n must be <= d->chunk, except
+ * for a single sequence, which is split into chunks of d->chunk (then the
+ * ops see exactly the calls decoder_forward makes, so the logits are
+ * bitwise decoder_forward's: same shapes, same inputs). Attention reads a
+ * sequence in place when its blocks are one run (kvpool_contiguous), else
+ * from a gathered copy. -1 + err_set (nothing appended) on a bad token, a
+ * sequence without room reserved, or a batch over the chunk. */
+int decoder_forward_paged(struct decoder *d, struct kvpool *p, struct decoder_seq *seqs,
+                          int n_seqs, float *logits_out);
 
 #endif
