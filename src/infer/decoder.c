@@ -48,7 +48,7 @@ static float *tensor(const struct decoder *d, int index) {
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 static int setup(struct decoder *d, const struct gpt2_config *cfg, const struct ops *ops,
-                 int chunk) {
+                 int chunk, const struct comm *tp) {
     memset(d, 0, sizeof *d);
     if (model_config_check(cfg)) return -1;
     d->cfg = *cfg;
@@ -57,7 +57,22 @@ static int setup(struct decoder *d, const struct gpt2_config *cfg, const struct 
     if (chunk == 0) chunk = cfg->max_seq < DEFAULT_CHUNK ? cfg->max_seq : DEFAULT_CHUNK;
     if (chunk > cfg->max_seq) chunk = cfg->max_seq;
     d->chunk = chunk;
-    if (param_table_build(cfg, &d->table)) return -1;
+    if (tp && tp->size > 1) {
+        if (strcmp(ops->name, "cpu") != 0)
+            return err_set("decoder: tensor parallelism needs the cpu backend for now");
+        d->tp = tp;
+    }
+    if (shard_table_build(cfg, d->tp ? tp->size : 1, d->tp ? tp->rank : 0, &d->shard))
+        return -1;
+    d->table = d->shard.local;
+    d->kv_cfg = *cfg;
+    d->kv_cfg.n_head = d->shard.heads_local;
+    d->kv_cfg.n_embd = d->shard.heads_local * (cfg->n_embd / cfg->n_head);
+    if (d->tp &&
+        !(d->host_logits = malloc((size_t)LOGIT_ROWS * cfg->vocab_size * sizeof(float)))) {
+        shard_table_free(&d->shard);
+        return err_set("decoder: out of memory");
+    }
 
     const size_t T = (size_t)chunk, C = (size_t)cfg->n_embd, V = (size_t)cfg->vocab_size;
     const size_t NH = (size_t)cfg->n_head, S = (size_t)cfg->max_seq;
@@ -72,7 +87,8 @@ static int setup(struct decoder *d, const struct gpt2_config *cfg, const struct 
         total += round16(sizes[i]);
     d->scratch = ops->alloc(total * sizeof(float));
     if (!d->scratch) {
-        param_table_free(&d->table);
+        shard_table_free(&d->shard);
+        free(d->host_logits);
         return err_set("decoder: out of memory for %.1f MiB of scratch (%d positions, %s "
                        "backend)",
                        total * 4.0 / 1048576.0, chunk, ops->name);
@@ -90,7 +106,13 @@ static int setup(struct decoder *d, const struct gpt2_config *cfg, const struct 
 
 int decoder_create(struct decoder *d, const struct gpt2_config *cfg,
                    const struct ops *ops, const float *host_params, int chunk) {
-    if (setup(d, cfg, ops, chunk)) return -1;
+    return decoder_create_tp(d, cfg, ops, host_params, chunk, NULL);
+}
+
+int decoder_create_tp(struct decoder *d, const struct gpt2_config *cfg,
+                      const struct ops *ops, const float *host_params, int chunk,
+                      const struct comm *tp) {
+    if (setup(d, cfg, ops, chunk, tp)) return -1;
     size_t bytes = d->table.total * sizeof(float);
     d->params = ops->alloc(bytes);
     if (!d->params) {
@@ -105,7 +127,7 @@ int decoder_create(struct decoder *d, const struct gpt2_config *cfg,
 
 int decoder_create_borrowed(struct decoder *d, const struct gpt2_config *cfg,
                             const struct ops *ops, float *backend_params, int chunk) {
-    if (setup(d, cfg, ops, chunk)) return -1;
+    if (setup(d, cfg, ops, chunk, NULL)) return -1;
     d->params = backend_params;
     d->owns_params = 0;
     return 0;
@@ -116,23 +138,62 @@ void decoder_destroy(struct decoder *d) {
     if (d->scratch) d->ops->free(d->scratch);
     if (d->pscratch) d->ops->free(d->pscratch);
     if (d->owns_params && d->params) d->ops->free(d->params);
-    param_table_free(&d->table);
+    shard_table_free(&d->shard); /* owns table.p */
+    free(d->host_logits);
     memset(d, 0, sizeof *d);
 }
 
+/* TP: complete a partial sum over the group (no-op without TP). */
+static int tp_sum(struct decoder *d, float *buf, size_t n) {
+    return d->tp ? comm_allreduce(d->tp, buf, n, COMM_F32, COMM_SUM) : 0;
+}
+
+/* TP: every rank's [r, V_k] logit columns (uneven vocabulary slices) into
+ * host out[r, V] on every rank: one MPI_Allgatherv into rank-major blocks,
+ * then each block's columns into place. */
+static int tp_gather_logits(struct decoder *d, const float *local, int r, float *out) {
+    const struct comm *c = d->tp;
+    const int T = c->size, V = d->cfg.vocab_size, base = V / T, rem = V % T;
+    int counts[64] = {0}, displs[64] = {0};
+    if (T > 64) return err_set("decoder: at most 64 TP ranks");
+    for (int k = 0, at = 0; k < T; k++) {
+        counts[k] = r * (base + (k < rem));
+        displs[k] = at;
+        at += counts[k];
+    }
+    int rc = MPI_Allgatherv(local, counts[c->rank], MPI_FLOAT, d->host_logits, counts,
+                            displs, MPI_FLOAT, c->mpi);
+    if (comm_mpi_error(c, rc, "allgather of the logits")) return -1;
+    for (int k = 0, v0 = 0; k < T; k++) {
+        const int vk = base + (k < rem);
+        for (int i = 0; i < r; i++)
+            memcpy(out + (size_t)i * V + v0, d->host_logits + displs[k] + (size_t)i * vk,
+                   (size_t)vk * sizeof(float));
+        v0 += vk;
+    }
+    return 0;
+}
+
 /* Final layernorm + tied LM head for `rows` rows of the stream x (backend),
- * downloaded to host out[rows, V] in groups of LOGIT_ROWS. */
-static void lm_head(struct decoder *d, const float *x, int rows, float *out) {
+ * downloaded to host out[rows, V] in groups of LOGIT_ROWS (under TP: this
+ * rank's vocabulary columns, gathered from the group). */
+static int lm_head(struct decoder *d, const float *x, int rows, float *out) {
     const struct ops *o = d->ops;
     const int C = d->cfg.n_embd, V = d->cfg.vocab_size, L = d->cfg.n_layer;
+    const int Vl = d->shard.vocab_local;
     o->layernorm_fwd(d->ln, NULL, NULL, x, tensor(d, PT_LNF_W(L)), tensor(d, PT_LNF_B(L)),
                      rows, C);
     for (int r0 = 0; r0 < rows; r0 += LOGIT_ROWS) {
         int r = rows - r0 < LOGIT_ROWS ? rows - r0 : LOGIT_ROWS;
         o->matmul_fwd(d->logits, d->ln + (size_t)r0 * C, tensor(d, PT_WTE), NULL, r, C,
-                      V);
-        o->download(out + (size_t)r0 * V, d->logits, (size_t)r * V * sizeof(float));
+                      Vl);
+        if (d->tp) {
+            if (tp_gather_logits(d, d->logits, r, out + (size_t)r0 * V)) return -1;
+        } else {
+            o->download(out + (size_t)r0 * V, d->logits, (size_t)r * V * sizeof(float));
+        }
     }
+    return 0;
 }
 
 /* One chunk of n <= d->chunk tokens at positions [p0, p0 + n). Returns the
@@ -174,6 +235,9 @@ int decoder_forward(struct decoder *d, struct kv_cache *c, int slot,
                     const int32_t *tokens, int n, enum decoder_logits which,
                     float *logits_out) {
     const int V = d->cfg.vocab_size;
+    if (d->tp)
+        return err_set("decoder: the slot cache path runs without tensor parallelism "
+                       "(use decoder_forward_paged)");
     if (c->n_layer != d->cfg.n_layer || c->n_embd != d->cfg.n_embd)
         return err_set("decoder: the kv cache was made for %d layers x width %d, the "
                        "model has %d x %d",
@@ -192,9 +256,9 @@ int decoder_forward(struct decoder *d, struct kv_cache *c, int slot,
         kvcache_commit(c, slot, m);
         d->positions_processed += m;
         if (which == DECODER_LOGITS_ALL)
-            lm_head(d, x, m, logits_out + (size_t)i0 * V);
+            (void)lm_head(d, x, m, logits_out + (size_t)i0 * V);
         else if (which == DECODER_LOGITS_LAST && i0 + m == n)
-            lm_head(d, x + (size_t)(m - 1) * d->cfg.n_embd, 1, logits_out);
+            (void)lm_head(d, x + (size_t)(m - 1) * d->cfg.n_embd, 1, logits_out);
     }
     d->forward_calls++;
     return 0;
@@ -218,45 +282,61 @@ static int paged_scratch(struct decoder *d) {
     return 0;
 }
 
-/* One step of sequences whose tokens sum to R <= d->chunk (checked). */
-static void paged_step(struct decoder *d, struct kvpool *p, struct decoder_seq *seqs,
-                       int n_seqs, int R, float *logits_out) {
+/* The bias of a row-parallel layer (and wpe) is added by TP rank 0 alone, so
+ * the allreduce of the partial outputs counts it once. */
+static const float *row_bias(const struct decoder *d, const float *b) {
+    return d->tp && d->tp->rank != 0 ? NULL : b;
+}
+
+/* One step of sequences whose tokens sum to R <= d->chunk (checked). Under
+ * TP the widths are this rank's: CA = its heads x head size (q, k|v rows,
+ * attention output), F = its MLP hidden units, Vl = its vocabulary slice;
+ * the stream [R, C] is whole on every rank. */
+static int paged_step(struct decoder *d, struct kvpool *p, struct decoder_seq *seqs,
+                      int n_seqs, int R, float *logits_out) {
     const struct ops *o = d->ops;
-    const int C = d->cfg.n_embd, NH = d->cfg.n_head, HS = C / NH, V = d->cfg.vocab_size;
+    const struct shard_table *st = &d->shard;
+    const int C = d->cfg.n_embd, HS = C / d->cfg.n_head, NH = st->heads_local;
+    const int CA = NH * HS, F = st->mlp_local, Vl = st->vocab_local;
     const size_t RC = (size_t)R * C;
     float *x = d->x, *y = d->x2;
     for (int i = 0, off = 0; i < n_seqs; off += seqs[i].n, i++) {
         o->upload(d->tokens + off, seqs[i].tokens, (size_t)seqs[i].n * sizeof(int32_t));
         o->embedding_fwd(x + (size_t)off * C, d->tokens + off, tensor(d, PT_WTE),
-                         tensor(d, PT_WPE), 1, seqs[i].n, C, seqs[i].kv->len, 0, V);
+                         row_bias(d, tensor(d, PT_WPE)), 1, seqs[i].n, C, seqs[i].kv->len,
+                         st->vocab_start, Vl);
     }
+    if (tp_sum(d, x, RC)) return -1;
     for (int l = 0; l < d->cfg.n_layer; l++) {
+        /* c_attn's local rows are q | k | v of this rank's heads, CA each */
         const float *wqkv = LW(d, l, LP_QKV_W), *bqkv = LW(d, l, LP_QKV_B);
         o->layernorm_fwd(d->ln, NULL, NULL, x, LW(d, l, LP_LN1_W), LW(d, l, LP_LN1_B), R,
                          C);
-        o->matmul_fwd(d->q, d->ln, wqkv, bqkv, R, C, C);
-        o->matmul_fwd(d->kvnew, d->ln, wqkv + (size_t)C * C, bqkv + C, R, C, 2 * C);
+        o->matmul_fwd(d->q, d->ln, wqkv, bqkv, R, C, CA);
+        o->matmul_fwd(d->kvnew, d->ln, wqkv + (size_t)CA * C, bqkv + CA, R, C, 2 * CA);
         for (int i = 0, off = 0; i < n_seqs; off += seqs[i].n, i++) {
             const struct kvpool_seq *kv = seqs[i].kv;
             const int n = seqs[i].n, Tk = kv->len + n;
-            kvpool_scatter(p, kv, l, kv->len, n, d->kvnew + (size_t)off * 2 * C);
+            kvpool_scatter(p, kv, l, kv->len, n, d->kvnew + (size_t)off * 2 * CA);
             float *rows = kvpool_contiguous(p, kv, l, Tk);
             if (!rows) {
                 kvpool_gather(p, kv, l, Tk, d->gather);
                 rows = d->gather;
             }
-            o->attention_fwd(d->atty + (size_t)off * C, d->probs, d->q + (size_t)off * C,
-                             rows, rows + C, 1, n, Tk, NH, HS, C, 2 * C);
+            o->attention_fwd(d->atty + (size_t)off * CA, d->probs, d->q + (size_t)off * CA,
+                             rows, rows + CA, 1, n, Tk, NH, HS, CA, 2 * CA);
         }
-        o->matmul_fwd(d->proj, d->atty, LW(d, l, LP_ATTPROJ_W), LW(d, l, LP_ATTPROJ_B), R,
-                      C, C);
+        o->matmul_fwd(d->proj, d->atty, LW(d, l, LP_ATTPROJ_W),
+                      row_bias(d, LW(d, l, LP_ATTPROJ_B)), R, CA, C);
+        if (tp_sum(d, d->proj, RC)) return -1;
         o->residual_fwd(y, x, d->proj, RC);
         o->layernorm_fwd(d->ln, NULL, NULL, y, LW(d, l, LP_LN2_W), LW(d, l, LP_LN2_B), R,
                          C);
-        o->matmul_fwd(d->fch, d->ln, LW(d, l, LP_FC_W), LW(d, l, LP_FC_B), R, C, 4 * C);
-        o->gelu_fwd(d->fch_gelu, d->fch, 4 * RC);
-        o->matmul_fwd(d->proj, d->fch_gelu, LW(d, l, LP_FCPROJ_W), LW(d, l, LP_FCPROJ_B),
-                      R, 4 * C, C);
+        o->matmul_fwd(d->fch, d->ln, LW(d, l, LP_FC_W), LW(d, l, LP_FC_B), R, C, F);
+        o->gelu_fwd(d->fch_gelu, d->fch, (size_t)R * F);
+        o->matmul_fwd(d->proj, d->fch_gelu, LW(d, l, LP_FCPROJ_W),
+                      row_bias(d, LW(d, l, LP_FCPROJ_B)), R, F, C);
+        if (tp_sum(d, d->proj, RC)) return -1;
         o->residual_fwd(x, y, d->proj, RC);
     }
     int k = 0;
@@ -266,17 +346,18 @@ static void paged_step(struct decoder *d, struct kvpool *p, struct decoder_seq *
                     (size_t)C * sizeof(float));
         seqs[i].kv->len += seqs[i].n;
     }
-    if (k > 0) lm_head(d, d->lastrows, k, logits_out);
+    if (k > 0 && lm_head(d, d->lastrows, k, logits_out)) return -1;
     d->positions_processed += R;
+    return 0;
 }
 
 int decoder_forward_paged(struct decoder *d, struct kvpool *p, struct decoder_seq *seqs,
                           int n_seqs, float *logits_out) {
     const int V = d->cfg.vocab_size;
-    if (p->n_layer != d->cfg.n_layer || p->n_embd != d->cfg.n_embd)
+    if (p->n_layer != d->kv_cfg.n_layer || p->n_embd != d->kv_cfg.n_embd)
         return err_set("decoder: the kv pool was made for %d layers x width %d, the "
-                       "model has %d x %d",
-                       p->n_layer, p->n_embd, d->cfg.n_layer, d->cfg.n_embd);
+                       "model caches %d x %d (decoder.kv_cfg)",
+                       p->n_layer, p->n_embd, d->kv_cfg.n_layer, d->kv_cfg.n_embd);
     if (n_seqs < 1) return err_set("decoder: a paged step of %d sequences", n_seqs);
     long long R = 0;
     int want = 0;
@@ -306,7 +387,7 @@ int decoder_forward_paged(struct decoder *d, struct kvpool *p, struct decoder_se
                        R, d->chunk);
     if (paged_scratch(d)) return -1;
     if (n_seqs > 1) {
-        paged_step(d, p, seqs, n_seqs, (int)R, logits_out);
+        if (paged_step(d, p, seqs, n_seqs, (int)R, logits_out)) return -1;
     } else { /* one sequence: chunks of d->chunk, as decoder_forward */
         struct decoder_seq whole = seqs[0];
         for (int i0 = 0; i0 < whole.n; i0 += d->chunk) {
@@ -314,7 +395,7 @@ int decoder_forward_paged(struct decoder *d, struct kvpool *p, struct decoder_se
             part.tokens = whole.tokens + i0;
             part.n = whole.n - i0 < d->chunk ? whole.n - i0 : d->chunk;
             part.want_logits = whole.want_logits && i0 + part.n == whole.n;
-            paged_step(d, p, &part, 1, part.n, logits_out);
+            if (paged_step(d, p, &part, 1, part.n, logits_out)) return -1;
         }
     }
     d->forward_calls++;

@@ -26,14 +26,22 @@
 
 #include <stdint.h>
 
+#include "comm.h"
 #include "kvcache.h"
 #include "kvpool.h"
 #include "model.h"
 #include "ops.h"
+#include "shard_table.h"
 
 struct decoder {
     struct gpt2_config cfg;
-    struct param_table table;
+    struct param_table table; /* this rank's parameters: shard.local */
+    struct shard_table shard; /* TP layout (tp_size 1: the whole model) */
+    const struct comm *tp;    /* the replica's TP group; NULL without TP */
+    /* The configuration a KV pool for this decoder is made with: under TP a
+     * rank caches k|v of its own heads only (width heads_local x head size). */
+    struct gpt2_config kv_cfg;
+    float *host_logits; /* TP: [LOGIT_ROWS, V] host scratch for the gather */
     const struct ops *ops;
     float *params;   /* table layout, backend memory */
     int owns_params; /* 0: borrowed (e.g. from a struct gpt2) */
@@ -66,6 +74,18 @@ int decoder_create(struct decoder *d, const struct gpt2_config *cfg,
  * e.g. a training model's m->params. */
 int decoder_create_borrowed(struct decoder *d, const struct gpt2_config *cfg,
                             const struct ops *ops, float *backend_params, int chunk);
+/* Tensor parallelism (Megatron-style, as the training model, gpt2.h): rank
+ * tp->rank of a TP group of tp->size holds its shard of the parameters
+ * (local_host_params: shard_table layout, table.total floats), its heads'
+ * k|v in the KV pool, and its vocabulary slice of the LM head; each
+ * row-parallel projection and the embedding end in an allreduce, and the
+ * logits are allgathered so every rank of the group samples the same token.
+ * Only the paged form runs under TP (decoder_forward refuses). tp NULL or of
+ * size 1: decoder_create. Collective calls on tp in every forward: the group
+ * runs the same steps in the same order. CPU backend only for now. */
+int decoder_create_tp(struct decoder *d, const struct gpt2_config *cfg,
+                      const struct ops *ops, const float *local_host_params, int chunk,
+                      const struct comm *tp);
 void decoder_destroy(struct decoder *d);
 
 /* Which logits decoder_forward returns. */
@@ -79,7 +99,7 @@ enum decoder_logits {
  * append their keys/values to the slot and write the requested logits to
  * host memory `logits_out` (may be NULL with DECODER_LOGITS_NONE).
  * -1 + err_set (nothing appended) when n < 1, a token is outside the
- * vocabulary, or the positions exceed the slot's capacity. */
+ * vocabulary, or the positions exceed the slot's capacity (or under TP). */
 int decoder_forward(struct decoder *d, struct kv_cache *cache, int slot,
                     const int32_t *tokens, int n, enum decoder_logits which,
                     float *logits_out);

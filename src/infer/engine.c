@@ -141,7 +141,7 @@ struct engine *engine_create(struct decoder *d, const struct tokenizer *tok,
     const int V = d->cfg.vocab_size;
     e->vocab_limit = V;
     if (tok && tokenizer_vocab_size(tok) < V) e->vocab_limit = tokenizer_vocab_size(tok);
-    if (kvpool_create(&e->pool, d->ops, &d->cfg, c.kv_cache_bytes, c.block_size)) {
+    if (kvpool_create(&e->pool, d->ops, &d->kv_cfg, c.kv_cache_bytes, c.block_size)) {
         free(e);
         return NULL;
     }
@@ -159,7 +159,7 @@ struct engine *engine_create(struct decoder *d, const struct tokenizer *tok,
         return NULL;
     }
     e->st.block_size = e->pool.block_size;
-    e->st.block_bytes = kvpool_block_bytes(&d->cfg, e->pool.block_size);
+    e->st.block_bytes = kvpool_block_bytes(&d->kv_cfg, e->pool.block_size);
     return e;
 }
 

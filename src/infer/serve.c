@@ -14,6 +14,7 @@
 
 #include "args.h"
 #include "ckpt.h"
+#include "ckpt_shard.h"
 #include "dist.h"
 #include "err.h"
 #include "serve.h"
@@ -42,7 +43,8 @@ static const char *serve_help =
     "  --max-tokens N (64) --temperature X (1) --top-k K (0: off) --top-p P (1)\n"
     "  --repetition-penalty X (1) --seed S (0) --stop STR (repeatable, up to 4)\n"
     "replicas:\n"
-    "  --tp T               ranks per replica group (default 1; only 1 for now)\n"
+    "  --tp T               ranks per replica group: each group holds the model\n"
+    "                       split tensor-parallel over T ranks (default 1)\n"
     "  --balance POLICY     round-robin, random, weighted or least-outstanding\n"
     "                       (default least-outstanding)\n"
     "  --weights W1,W2,...  per replica group, for weighted (else the agents\n"
@@ -122,22 +124,32 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
                        "--prompt TEXT");
     if (a->scenarios && !a->agents)
         return err_set("--scenario needs --agents FILE (the scenarios are declared there)");
-    if (a->tp != 1)
-        return err_set("--tp %d: tensor-parallel replica groups are not supported yet "
-                       "(each replica group is one rank: leave --tp out)",
-                       a->tp);
     return 0;
 }
 
-static int load_model(const struct serve_args *a, struct serve_model *m) {
+/* What this rank needs of the checkpoint: the config and tokenizer always;
+ * with_params: its TP shard's parameters (tp_rank of tp), read as its own
+ * hyperslabs of the file (ckpt_load_shard), so no rank reads the whole model
+ * to keep a part of it. */
+static int load_model(const struct serve_args *a, int with_params, int tp, int tp_rank,
+                      struct serve_model *m) {
     memset(m, 0, sizeof *m);
-    if (ckpt_load_model(a->ckpt, &m->cfg, &m->params, &m->tok)) return -1;
+    if (ckpt_load_shard_meta(a->ckpt, &m->cfg, &m->tok, NULL)) return -1;
     if (!m->tok) {
         if (m->cfg.vocab_size != 256)
             return err_set("%s: the checkpoint holds no tokenizer", a->ckpt);
         if (!(m->tok = tokenizer_bytes())) return -1;
     }
-    return 0;
+    if (!with_params) return 0;
+    struct shard_table st;
+    if (shard_table_build(&m->cfg, tp, tp_rank, &st)) return -1;
+    int rc = -1;
+    if (!(m->params = malloc(st.local.total * sizeof(float))))
+        err_set("out of memory for %zu parameters", st.local.total);
+    else
+        rc = ckpt_load_shard(a->ckpt, &st, m->params, NULL, NULL);
+    shard_table_free(&st);
+    return rc;
 }
 
 int serve_main(int argc, char **argv) {
@@ -160,8 +172,20 @@ int serve_main(int argc, char **argv) {
         failed = err_set("%d ranks: the coordinator plus replica groups of --tp %d ranks "
                          "need 1 + R x %d ranks",
                          size, A.tp, A.tp) != 0;
+    if (!failed && size == 1 && A.tp > 1)
+        failed = err_set("--tp %d needs replica groups: run under mpirun -np 1+R*%d", A.tp,
+                         A.tp) != 0;
     dist_exit_if_any(failed, err_msg());
-    failed = load_model(&A, &m) != 0;
+    /* replica groups: ranks 1.. in consecutive blocks of --tp */
+    const int in_group = rank > 0, tp_rank = in_group ? (rank - 1) % A.tp : 0;
+    struct comm group = {0};
+    MPI_Comm gc = MPI_COMM_NULL;
+    if (size > 1 &&
+        MPI_Comm_split(MPI_COMM_WORLD, in_group ? (rank - 1) / A.tp : MPI_UNDEFINED, rank,
+                       &gc) != MPI_SUCCESS)
+        dist_fail("splitting the replica groups failed");
+    failed = gc != MPI_COMM_NULL && comm_adopt(&group, gc, "replica") != 0;
+    failed = failed || load_model(&A, rank > 0 || size == 1, A.tp, tp_rank, &m) != 0;
     dist_exit_if_any(failed, err_msg());
 
     int rc = 0;
@@ -184,9 +208,10 @@ int serve_main(int argc, char **argv) {
             if (size > 1) dist_fail("%s", err_msg());
             fprintf(stderr, "llmpi serve: error: %s\n", err_msg());
         }
-    } else if ((rank - 1) % A.tp == 0) {
-        rc = serve_replica_run(&m, &A);
+    } else {
+        rc = serve_replica_run(&m, &A, &group);
     }
+    comm_close(&group);
     free(m.params);
     if (m.tok) tokenizer_free(m.tok);
     dist_finalize();

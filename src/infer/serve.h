@@ -12,6 +12,7 @@
 #ifndef LLMPI_SERVE_H
 #define LLMPI_SERVE_H
 
+#include "comm.h"
 #include "engine.h"
 #include "model.h"
 #include "sampler.h"
@@ -33,12 +34,17 @@ struct serve_args {
     int max_tokens;
     const char *stop[SERVE_MAX_STOP];
     int n_stop;
+    /* sleep this many seconds after each engine step (0: none): a
+     * deliberately slow replica; only `llmpi bench serve --slow-replica`
+     * sets it (docs/performance.md, "Serving") */
+    double step_delay_s;
 };
 
 /* What every rank loaded: the model and its tokenizer. */
 struct serve_model {
     struct gpt2_config cfg;
-    float *params; /* host, full table (freed once a replica holds it) */
+    float *params; /* host, this rank's shard (freed once a replica holds it);
+                      NULL on an MPI coordinator, which needs no weights */
     struct tokenizer *tok;
 };
 
@@ -47,8 +53,10 @@ struct serve_engine {
     struct decoder *dec;
     struct engine *eng;
 };
+/* Over this rank's parameters (m->params, the shard table layout of tp; tp
+ * NULL: the whole model). */
 int serve_engine_create(struct serve_engine *se, struct serve_model *m,
-                        const struct serve_args *a);
+                        const struct serve_args *a, const struct comm *tp);
 void serve_engine_destroy(struct serve_engine *se);
 
 /* Submit a wire request to an engine; on refusal (too long for the pool, a
@@ -60,8 +68,10 @@ int serve_engine_submit(struct serve_engine *se, const struct serve_request *r,
  * when the engine failed (the replica is then lost). */
 int serve_engine_step(struct serve_engine *se, struct serve_buf *out);
 
-/* The replica leader's loop (MPI), until the coordinator's shutdown. */
-int serve_replica_run(struct serve_model *m, const struct serve_args *a);
+/* A replica group's loop (MPI), every rank of the group, until the
+ * coordinator's shutdown; group rank 0 is the leader. */
+int serve_replica_run(struct serve_model *m, const struct serve_args *a,
+                      const struct comm *group);
 
 /* The coordinator's loop: n_replicas groups whose leaders are world ranks
  * leader[r], or (n_replicas 1, leader NULL) an in-process engine. Returns

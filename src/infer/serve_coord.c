@@ -533,7 +533,7 @@ static int setup(struct coord *c) {
         c->results = calloc((size_t)a->n_prompts, sizeof *c->results);
         if (!c->results) return err_set("out of memory");
     }
-    if (!c->leader && serve_engine_create(&c->local, c->m, a)) return -1;
+    if (!c->leader && serve_engine_create(&c->local, c->m, a, NULL)) return -1;
     if (a->scenarios && open_conversations(c)) return -1;
     return 0;
 }

@@ -1,14 +1,26 @@
-/* src/infer/serve_replica.c — a replica: the engine behind the wire format,
- * and the group leader's MPI loop.
+/* src/infer/serve_replica.c — a replica group: the engine behind the wire
+ * format, and the group's MPI loop.
  *
- * The leader never blocks on the coordinator while it has work: it drains
- * incoming requests with MPI_Iprobe, runs one engine step, and ships the
- * step's events with MPI_Isend (each send buffer is kept until its request
- * completes, then freed), so a slow coordinator costs it nothing. Only when
- * the engine is idle does it block, in MPI_Probe, for the next message.
+ * The leader (group rank 0) never blocks on the coordinator while it has
+ * work: it drains incoming requests with MPI_Iprobe, runs one engine step,
+ * and ships the step's events with MPI_Isend (each send buffer is kept until
+ * its request completes, then freed), so a slow coordinator costs it
+ * nothing. Only when the engine is idle does it block, in MPI_Probe, for the
+ * next message.
+ *
+ * Tensor parallelism (--tp T): every rank of the group runs the same engine
+ * over its shard of the model (decoder_create_tp), in lockstep. Before each
+ * step the leader broadcasts what arrived since the last one (the request
+ * messages, verbatim, and whether to shut down); every rank submits the same
+ * requests in the same order and runs the same step. Scheduling depends only
+ * on what was submitted, and every rank samples from the same allgathered
+ * logits with the same per-request RNG, so the engines never diverge and
+ * their collectives always match. Only the leader sends events.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mpi.h>
 
@@ -18,14 +30,14 @@
 #include "serve.h"
 
 int serve_engine_create(struct serve_engine *se, struct serve_model *m,
-                        const struct serve_args *a) {
+                        const struct serve_args *a, const struct comm *tp) {
     memset(se, 0, sizeof *se);
     const struct ops *ops = backend_select(a->device);
     if (!ops) return -1;
     ops_cpu_set_threads(a->threads);
     se->dec = calloc(1, sizeof *se->dec);
     if (!se->dec) return err_set("out of memory");
-    if (decoder_create(se->dec, &m->cfg, ops, m->params, 0)) {
+    if (decoder_create_tp(se->dec, &m->cfg, ops, m->params, 0, tp)) {
         free(se->dec);
         se->dec = NULL;
         return -1;
@@ -143,70 +155,154 @@ static int outbox_send(struct outbox *o, struct serve_buf *b) {
     return 0;
 }
 
-/* Receive one message from the coordinator (status from a probe). Returns 1
- * on shutdown. */
-static int receive(struct serve_engine *se, MPI_Status *st, struct serve_buf *out) {
+/* The leader's inbox between two steps: the coordinator's messages, each as
+ * (u32 tag, u32 length, bytes), broadcast as one buffer to the group. */
+static int inbox_add(struct serve_buf *in, int tag, const void *msg, int len) {
+    uint32_t h[2] = {(uint32_t)tag, (uint32_t)len};
+    struct serve_buf *b = in;
+    if (b->len + sizeof h + (size_t)len > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + sizeof h + (size_t)len)
+            cap *= 2;
+        unsigned char *p = realloc(b->p, cap);
+        if (!p) return err_set("out of memory");
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, h, sizeof h);
+    if (len) memcpy(b->p + b->len + sizeof h, msg, (size_t)len);
+    b->len += sizeof h + (size_t)len;
+    return 0;
+}
+
+/* Leader: receive one probed message from the coordinator into the inbox. */
+static int receive(MPI_Status *st, struct serve_buf *in) {
     int len;
     MPI_Get_count(st, MPI_BYTE, &len);
     unsigned char *msg = malloc(len > 0 ? (size_t)len : 1);
     if (!msg) return err_set("out of memory");
     MPI_Recv(msg, len, MPI_BYTE, 0, st->MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    int rc = 0;
-    if (st->MPI_TAG == SERVE_TAG_SHUTDOWN) {
-        rc = 1;
-    } else if (st->MPI_TAG == SERVE_TAG_REQUEST) {
-        struct serve_request r;
-        if (serve_unpack_request(msg, (size_t)len, &r)) {
-            rc = error_event(out, -1, err_msg());
-        } else {
-            rc = se ? serve_engine_submit(se, &r, out)
-                    : error_event(out, r.id, "this replica group has failed");
-            serve_request_free(&r);
-        }
-    }
+    int rc = inbox_add(in, st->MPI_TAG, msg, len);
     free(msg);
     return rc;
 }
 
-int serve_replica_run(struct serve_model *m, const struct serve_args *a) {
-    struct serve_engine se;
-    struct serve_buf out = {0};
-    struct outbox ob = {0};
-    /* a replica that cannot start reports it as a replica failure (id -1)
-     * and then only waits for the shutdown: the coordinator serves on with
-     * the others */
-    int failed = serve_engine_create(&se, m, a) != 0;
-    free(m->params);
-    m->params = NULL;
-    if (failed) error_event(&out, -1, err_msg());
+/* Leader: wait (when idle) and drain the coordinator's messages. */
+static int collect(int block, struct serve_buf *in) {
+    MPI_Status st;
+    int flag = 0;
+    if (block) {
+        MPI_Probe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &st);
+        flag = 1;
+    }
+    while (flag || (MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st), flag)) {
+        flag = 0;
+        if (receive(&st, in)) return -1;
+    }
+    return 0;
+}
+
+/* Every rank: the inbox's requests into the engine (refusals as events in
+ * out), in order; 1 when it holds a shutdown. */
+static int apply_inbox(struct serve_engine *se, const struct serve_buf *in,
+                       struct serve_buf *out) {
     int shutdown = 0;
-    while (!shutdown) {
-        MPI_Status st;
-        int flag = 0;
-        if (out.len && outbox_send(&ob, &out)) break;
-        outbox_reap(&ob, 0);
-        if (failed || engine_idle(se.eng)) { /* nothing to do: wait */
-            MPI_Probe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &st);
-            flag = 1;
-        }
-        while (flag || (MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st), flag)) {
-            flag = 0;
-            int r = receive(failed ? NULL : &se, &st, &out);
-            if (r < 0) break;
-            if (r == 1) shutdown = 1;
-        }
-        if (shutdown || failed) continue;
-        if (!engine_idle(se.eng) && serve_engine_step(&se, &out)) {
-            failed = 1;
-            out.len = 0;
-            error_event(&out, -1, err_msg());
+    for (size_t off = 0; off + 8 <= in->len;) {
+        uint32_t h[2];
+        memcpy(h, in->p + off, sizeof h);
+        const unsigned char *msg = in->p + off + 8;
+        off += 8 + h[1];
+        if (h[0] == SERVE_TAG_SHUTDOWN) {
+            shutdown = 1;
+        } else if (h[0] == SERVE_TAG_REQUEST) {
+            struct serve_request r;
+            if (serve_unpack_request(msg, h[1], &r)) {
+                error_event(out, -1, err_msg());
+            } else {
+                if (se)
+                    serve_engine_submit(se, &r, out);
+                else
+                    error_event(out, r.id, "this replica group has failed");
+                serve_request_free(&r);
+            }
         }
     }
-    if (out.len) outbox_send(&ob, &out);
+    return shutdown;
+}
+
+/* The leader's inbox to every rank of the group (T > 1). */
+static int share_inbox(const struct comm *g, struct serve_buf *in) {
+    uint64_t n = in->len;
+    if (comm_broadcast(g, &n, 1, COMM_I64, 0)) return -1;
+    if (n > in->cap) {
+        unsigned char *p = realloc(in->p, n);
+        if (!p) return err_set("out of memory");
+        in->p = p;
+        in->cap = n;
+    }
+    in->len = n;
+    if (n > 0 && MPI_Bcast(in->p, (int)n, MPI_BYTE, 0, g->mpi) != MPI_SUCCESS)
+        return err_set("replica group: broadcasting the requests failed");
+    return 0;
+}
+
+int serve_replica_run(struct serve_model *m, const struct serve_args *a,
+                      const struct comm *group) {
+    struct serve_engine se;
+    struct serve_buf out = {0}, in = {0}, sink = {0};
+    struct outbox ob = {0};
+    const int leader = group->rank == 0, T = group->size;
+    /* a group that cannot start reports it as a replica failure (id -1) and
+     * then only waits for the shutdown: the coordinator serves on with the
+     * others. The group agrees first, so its ranks stay in lockstep. */
+    int failed = serve_engine_create(&se, m, a, T > 1 ? group : NULL) != 0;
+    char why[512];
+    snprintf(why, sizeof why, "rank %d: %s", group->world_rank, failed ? err_msg() : "");
+    free(m->params);
+    m->params = NULL;
+    if (T > 1) {
+        int any = failed;
+        MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, group->mpi);
+        if (any && !failed) serve_engine_destroy(&se);
+        if (any && !failed) snprintf(why, sizeof why, "another rank of the group failed");
+        failed = any;
+    }
+    if (failed && leader) error_event(&out, -1, why);
+    int shutdown = 0;
+    while (!shutdown) {
+        int idle = failed || engine_idle(se.eng);
+        if (leader) {
+            if (out.len && outbox_send(&ob, &out)) break;
+            outbox_reap(&ob, 0);
+            in.len = 0;
+            if (collect(idle, &in)) break;
+        }
+        if (T > 1 && share_inbox(group, &in)) break;
+        struct serve_buf *ev = leader ? &out : &sink;
+        shutdown = apply_inbox(failed ? NULL : &se, &in, ev);
+        sink.len = 0;
+        if (shutdown || failed || engine_idle(se.eng)) continue;
+        if (serve_engine_step(&se, ev)) {
+            failed = 1;
+            if (leader) {
+                out.len = 0;
+                error_event(&out, -1, err_msg());
+            }
+        }
+        sink.len = 0;
+        if (a->step_delay_s > 0) { /* a deliberately slow replica (bench serve) */
+            double s = a->step_delay_s;
+            nanosleep(&(struct timespec){(time_t)s, (long)((s - (double)(time_t)s) * 1e9)},
+                      NULL);
+        }
+    }
+    if (leader && out.len) outbox_send(&ob, &out);
     outbox_reap(&ob, 1);
     serve_buf_free(&out);
+    serve_buf_free(&in);
+    serve_buf_free(&sink);
     free(ob.buf);
     free(ob.req);
-    serve_engine_destroy(&se);
+    serve_engine_destroy(&se); /* safe after a failed create: zeroed */
     return 0;
 }

@@ -3,11 +3,12 @@
 # end to end (docs/serving.md). The checkpoint: `tiny` (byte tokenizer)
 # trained a few steps on the project's sources. Each CASE is one ctest:
 #   greedy    greedy completions of 4 prompts through a pool of 2 replica
-#             groups (3 ranks, round-robin) and through a world of one, in
-#             --exact mode and in batched mode: the same text as `llmpi
-#             generate` for every prompt; seeded sampling in --exact mode too
+#             groups (3 ranks, round-robin), of 2 tensor-parallel groups
+#             (R=2 x T=2 on 5 ranks), and through a world of one, in --exact
+#             mode and in batched mode: the same text as `llmpi generate` for
+#             every prompt; seeded sampling in --exact mode too
 #   scenario  every scenario of jobs/agents_scenarios.json on 2 replica
-#             groups, --turns 3: exit 0, every conversation ends within its
+#             groups of 2 tensor-parallel ranks (5 ranks), --turns 3: exit 0, every conversation ends within its
 #             limits, the transcript parses (one JSON object per line, the
 #             documented fields), requests spread over both groups
 #   redact    an opening with an e-mail address and a card number: masked in
@@ -66,13 +67,17 @@ greedy)
     same_as_generate pool.jsonl "${g[@]}"
     "$LLMPI" serve --ckpt "$CKPT" "${P[@]}" "${g[@]}" > one.jsonl
     same_as_generate one.jsonl "${g[@]}"
+    mpi 5 serve --ckpt "$CKPT" "${P[@]}" "${g[@]}" --tp 2 --balance round-robin > tp.jsonl
+    same_as_generate tp.jsonl "${g[@]}"
+    mpi 5 serve --ckpt "$CKPT" "${P[@]}" "${g[@]}" --tp 2 --exact > tp_exact.jsonl
+    same_as_generate tp_exact.jsonl "${g[@]}"
     s=(--temperature 0.9 --top-k 20 --seed 5 --max-tokens 30)
     mpi 3 serve --ckpt "$CKPT" "${P[@]}" "${s[@]}" --exact > sampled.jsonl
     same_as_generate sampled.jsonl "${s[@]}"
     ;;
 scenario)
     make_ckpt
-    mpi 3 serve --ckpt "$CKPT" --agents "$AGENTS" --scenario all --turns 3 \
+    mpi 5 serve --ckpt "$CKPT" --agents "$AGENTS" --scenario all --turns 3 --tp 2 \
         --transcript tr.jsonl > dialogue.txt 2> err.txt || { cat err.txt; fail "serve failed"; }
     cat dialogue.txt err.txt
     python3 - <<'PY' || fail "bad transcript"
@@ -120,8 +125,11 @@ bad)
     echo '{"agents": [{"name": "a", "persona": "p", "colour": "red"}]}' > bad_agents.json
     expect_error "error: .*bad_agents.json.*colour" \
         mpi 2 serve --ckpt "$CKPT" --agents bad_agents.json --scenario x
-    expect_error "error: --tp 2: tensor-parallel replica groups are not supported yet" \
-        mpi 3 serve --ckpt "$CKPT" --prompt x --tp 2
+    expect_error "rank 0: error: 4 ranks: the coordinator plus replica groups of --tp 2" \
+        mpi 4 serve --ckpt "$CKPT" --prompt x --tp 2
+    expect_error "error: tp: --tp 3 does not divide the heads" \
+        mpi 4 serve --ckpt "$CKPT" --prompt x --tp 3
+    expect_error "error: --tp 2 needs replica groups" "$LLMPI" serve --ckpt "$CKPT" --prompt x --tp 2
     expect_error "error: --balance 'fastest'|error: .*fastest" \
         mpi 3 serve --ckpt "$CKPT" --prompt x --balance fastest
     # a prompt the KV pool can never hold fails alone; the others complete
