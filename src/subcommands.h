@@ -13,5 +13,6 @@ int bench_train_main(int argc, char **argv);
 int bench_tokenizer_main(int argc, char **argv); /* src/train/bench_tokenizer.c */
 int bench_generate_main(int argc, char **argv);  /* src/infer/bench_generate.c */
 int bench_comm_main(int argc, char **argv);      /* src/train/bench_comm.c */
+int bench_serve_main(int argc, char **argv);     /* src/infer/bench_serve.c */
 
 #endif

@@ -246,6 +246,23 @@ static int share_inbox(const struct comm *g, struct serve_buf *in) {
     return 0;
 }
 
+/* Fault injection for the tests (tests/mpi/serve_test.sh, docs/serving.md):
+ * LLMPI_SERVE_FAULT=G:fail:N makes replica group G report a failure after N
+ * engine steps, G:hang:N makes it go silent after N steps (it neither steps
+ * nor answers again, but still honours the shutdown). Unset: no fault. */
+enum fault_kind { FAULT_NONE, FAULT_FAIL, FAULT_HANG };
+static enum fault_kind fault_for(int group_index, long *after) {
+    const char *e = getenv("LLMPI_SERVE_FAULT");
+    int g;
+    long n;
+    char kind[8];
+    if (!e || sscanf(e, "%d:%7[a-z]:%ld", &g, kind, &n) != 3 || g != group_index)
+        return FAULT_NONE;
+    *after = n;
+    return !strcmp(kind, "fail") ? FAULT_FAIL : !strcmp(kind, "hang") ? FAULT_HANG
+                                                                      : FAULT_NONE;
+}
+
 int serve_replica_run(struct serve_model *m, const struct serve_args *a,
                       const struct comm *group) {
     struct serve_engine se;
@@ -268,9 +285,11 @@ int serve_replica_run(struct serve_model *m, const struct serve_args *a,
         failed = any;
     }
     if (failed && leader) error_event(&out, -1, why);
-    int shutdown = 0;
+    long steps = 0, fault_after = 0;
+    const enum fault_kind fault = fault_for((group->world_rank - 1) / T, &fault_after);
+    int shutdown = 0, hung = 0;
     while (!shutdown) {
-        int idle = failed || engine_idle(se.eng);
+        int idle = failed || hung || engine_idle(se.eng);
         if (leader) {
             if (out.len && outbox_send(&ob, &out)) break;
             outbox_reap(&ob, 0);
@@ -278,10 +297,10 @@ int serve_replica_run(struct serve_model *m, const struct serve_args *a,
             if (collect(idle, &in)) break;
         }
         if (T > 1 && share_inbox(group, &in)) break;
-        struct serve_buf *ev = leader ? &out : &sink;
+        struct serve_buf *ev = leader && !hung ? &out : &sink;
         shutdown = apply_inbox(failed ? NULL : &se, &in, ev);
         sink.len = 0;
-        if (shutdown || failed || engine_idle(se.eng)) continue;
+        if (shutdown || failed || hung || engine_idle(se.eng)) continue;
         if (serve_engine_step(&se, ev)) {
             failed = 1;
             if (leader) {
@@ -290,6 +309,13 @@ int serve_replica_run(struct serve_model *m, const struct serve_args *a,
             }
         }
         sink.len = 0;
+        if (fault != FAULT_NONE && ++steps == fault_after) {
+            hung = fault == FAULT_HANG;
+            if (fault == FAULT_FAIL) {
+                failed = 1;
+                if (leader) error_event(&out, -1, "injected failure (LLMPI_SERVE_FAULT)");
+            }
+        }
         if (a->step_delay_s > 0) { /* a deliberately slow replica (bench serve) */
             double s = a->step_delay_s;
             nanosleep(&(struct timespec){(time_t)s, (long)((s - (double)(time_t)s) * 1e9)},

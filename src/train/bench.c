@@ -11,7 +11,8 @@ static const char *bench_usage =
     "  train      training-step throughput (tokens/s, model GFLOP/s)\n"
     "  tokenizer  BPE encode throughput (MB/s)\n"
     "  generate   decode throughput (tokens/s) from a checkpoint\n"
-    "  comm       allreduce time, algbw and busbw over the DP group (under mpirun)\n";
+    "  comm       allreduce time, algbw and busbw over the DP group (under mpirun)\n"
+    "  serve      serving tokens/s, TTFT and TPOT per balancing policy vs naive\n";
 
 int bench_main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -22,6 +23,7 @@ int bench_main(int argc, char **argv) {
     if (!strcmp(argv[1], "tokenizer")) return bench_tokenizer_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "generate")) return bench_generate_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "comm")) return bench_comm_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "serve")) return bench_serve_main(argc - 1, argv + 1);
     fprintf(stderr, "llmpi bench: unknown benchmark '%s'\n\n%s", argv[1], bench_usage);
     return 2;
 }

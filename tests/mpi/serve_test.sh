@@ -11,6 +11,12 @@
 #             groups of 2 tensor-parallel ranks (5 ranks), --turns 3: exit 0, every conversation ends within its
 #             limits, the transcript parses (one JSON object per line, the
 #             documented fields), requests spread over both groups
+#   failover  replica group 1 fails after 5 engine steps, or goes silent
+#             (LLMPI_SERVE_FAULT): it is reported down (by its own message, or
+#             after --replica-timeout), its requests are served by group 0,
+#             every conversation completes, and the transcript holds exactly
+#             the messages of a fault-free run (same text per turn: seeds
+#             are per request, so the replica does not matter)
 #   redact    an opening with an e-mail address and a card number: masked in
 #             the printed dialogue and the transcript with --redact
 #   bad       bad flags and files: one message, every rank exits 1, no hang
@@ -99,6 +105,27 @@ print(f"  {len(rows)} transcript lines, agent turns per conversation {agents}")
 PY
     grep -q "requests per replica group" err.txt || fail "no summary"
     [ "$(grep -c 'ended:' err.txt)" -ge 3 ] || fail "expected every conversation to end"
+    ;;
+failover)
+    make_ckpt
+    run=(serve --ckpt "$CKPT" --agents "$AGENTS" --scenario all --turns 4 --replica-timeout 2)
+    mpi 3 "${run[@]}" --transcript ok.jsonl > /dev/null 2> ok.err || { cat ok.err; fail "fault-free run"; }
+    for f in fail hang; do
+        t0=$(date +%s)
+        LLMPI_SERVE_FAULT=1:$f:5 "$MPIEXEC" -np 3 --oversubscribe -x LLMPI_SERVE_FAULT "$LLMPI" \
+            "${run[@]}" --transcript $f.jsonl > /dev/null 2> $f.err || { cat $f.err; fail "$f: serve failed"; }
+        cat $f.err
+        grep -q "replica group 1 is down" $f.err || fail "$f: replica 1 not reported down"
+        [ $(( $(date +%s) - t0 )) -lt 30 ] || fail "$f: took too long"
+        python3 - ok.jsonl $f.jsonl <<'PY' || fail "$f: the transcript differs from the fault-free run"
+import json, sys
+def key(path):
+    return sorted((r["conv"], r["turn"], r["who"], r["text"]) for r in map(json.loads, open(path)))
+a, b = key(sys.argv[1]), key(sys.argv[2])
+assert a == b, (len(a), len(b))
+print(f"  {sys.argv[2]}: {len(b)} messages, the same as without the fault")
+PY
+    done
     ;;
 redact)
     make_ckpt
