@@ -200,17 +200,18 @@ static void reap_sends(struct coord *c, int wait) {
 }
 
 static void handle_events(struct coord *c, int replica, const void *msg, size_t len);
+static void complete(struct coord *c, struct pending *p, const char *msg, int finish);
 
-/* Send p to the balancer's pick; with no replica up, fail it. */
+/* Send p to the balancer's pick; with no replica up, fail it (it is then
+ * assigned to none: the balancer counted it nowhere). */
 static void dispatch(struct coord *c, struct pending *p) {
     int r = balancer_pick(&c->bal);
     double t = now_s();
     if (r < 0 || send_to(c, r, &p->wire, SERVE_TAG_REQUEST)) {
-        struct serve_buf ev = {0};
-        struct serve_event e = {.id = p->id, .kind = SERVE_EV_ERROR, .text = err_msg(),
-                                .text_len = (uint32_t)strlen(err_msg())};
-        if (!serve_pack_event(&ev, &e)) handle_events(c, p->replica, ev.p, ev.len);
-        serve_buf_free(&ev);
+        char why[512];
+        snprintf(why, sizeof why, "%s", err_msg());
+        p->replica = -1;
+        complete(c, p, why, 0);
         return;
     }
     p->replica = r;
@@ -318,7 +319,7 @@ static void print_message(struct coord *c, int conv, const char *who, const char
 /* A request finished (ok) or failed (msg != NULL). */
 static void complete(struct coord *c, struct pending *p, const char *msg, int finish) {
     double latency = now_s() - p->t_submit;
-    balancer_finished(&c->bal, p->replica >= 0 ? p->replica : 0, now_s());
+    if (p->replica >= 0) balancer_finished(&c->bal, p->replica, now_s());
     if (p->text && utf8_sanitize(&p->text, &p->len)) msg = err_msg();
     const char *text = p->text ? p->text : "";
     if (p->conv >= 0) {
@@ -604,6 +605,16 @@ int serve_coord_run(struct serve_model *m, const struct serve_args *a, int n_rep
     if (!rc) {
         if (a->n_prompts) print_prompt_results(c);
         summary(c);
+        /* everything ran, but a failed request makes the exit status say so */
+        int failed = 0;
+        for (int i = 0; i < c->n_convs; i++)
+            failed += conv_end_reason(c->convs[i]) == CONV_END_ERROR;
+        for (int i = 0; i < a->n_prompts; i++)
+            failed += c->results[i].failed;
+        if (failed)
+            rc = err_set("%d of %d %s failed (the reasons are above)", failed,
+                         c->n_convs + a->n_prompts,
+                         c->n_convs ? "conversations and prompts" : "prompts");
     }
     /* shut the replicas down whatever happened: nobody may wait forever */
     struct serve_buf none = {0};

@@ -16,7 +16,9 @@
 #             after --replica-timeout), its requests are served by group 0,
 #             every conversation completes, and the transcript holds exactly
 #             the messages of a fault-free run (same text per turn: seeds
-#             are per request, so the replica does not matter)
+#             are per request, so the replica does not matter); when the
+#             only group fails, the requests fail with a reason, the
+#             transcript stays valid and the exit status is non-zero
 #   redact    an opening with an e-mail address and a card number: masked in
 #             the printed dialogue and the transcript with --redact
 #   bad       bad flags and files: one message, every rank exits 1, no hang
@@ -110,6 +112,16 @@ failover)
     make_ckpt
     run=(serve --ckpt "$CKPT" --agents "$AGENTS" --scenario all --turns 4 --replica-timeout 2)
     mpi 3 "${run[@]}" --transcript ok.jsonl > /dev/null 2> ok.err || { cat ok.err; fail "fault-free run"; }
+    # the only replica group fails: every conversation ends with an error,
+    # the transcript keeps what was written, exit 1 (not a hang)
+    rc=0
+    LLMPI_SERVE_FAULT=0:fail:3 "$MPIEXEC" -np 2 --oversubscribe -x LLMPI_SERVE_FAULT "$LLMPI" \
+        "${run[@]}" --transcript lost.jsonl > /dev/null 2> lost.err || rc=$?
+    cat lost.err
+    [ $rc -ne 0 ] || fail "no replica left must end non-zero"
+    grep -q "replica group 0 is down" lost.err || fail "replica 0 not reported down"
+    grep -q "no replica group is up" lost.err || fail "the requests did not fail with a reason"
+    python3 -c "import json; [json.loads(l) for l in open('lost.jsonl')]" || fail "transcript damaged"
     for f in fail hang; do
         t0=$(date +%s)
         LLMPI_SERVE_FAULT=1:$f:5 "$MPIEXEC" -np 3 --oversubscribe -x LLMPI_SERVE_FAULT "$LLMPI" \
@@ -161,9 +173,13 @@ bad)
         mpi 3 serve --ckpt "$CKPT" --prompt x --balance fastest
     # a prompt the KV pool can never hold fails alone; the others complete
     # (tiny: 8 KiB per 16-position block, so 0.01 MiB holds one block)
+    rc=0
     "$LLMPI" serve --ckpt "$CKPT" --prompt "a prompt of some forty bytes, far too long" \
-        --prompt "int" --max-tokens 5 --kv-cache-mb 0.01 --temperature 0 > small.jsonl
-    cat small.jsonl
+        --prompt "int" --max-tokens 5 --kv-cache-mb 0.01 --temperature 0 > small.jsonl \
+        2> small.err || rc=$?
+    cat small.jsonl small.err
+    [ $rc -eq 1 ] || fail "a failed prompt must make the exit status 1 (got $rc)"
+    grep -q "error: 1 of 2 prompts failed" small.err || fail "no failure summary"
     python3 - <<'PY' || fail "expected the long prompt refused and the short one served"
 import json
 a, b = [json.loads(l) for l in open("small.jsonl")]
