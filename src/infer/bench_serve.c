@@ -42,6 +42,7 @@
 #include "err.h"
 #include "rng.h"
 #include "serve.h"
+#include "serve_mpi.h"
 #include "subcommands.h"
 #include "timer.h"
 
@@ -384,9 +385,7 @@ struct coord {
     int have_local;
     int64_t next_id;
     /* sends in flight (MPI) */
-    struct serve_buf *sbuf;
-    MPI_Request *sreq;
-    int n_send, cap_send;
+    struct serve_outbox out; /* requests and shutdowns in flight */
 };
 
 /* Per request of a run. */
@@ -415,46 +414,9 @@ static void sleep_s(double s) {
     nanosleep(&ts, NULL);
 }
 
+/* Replica r's leader is world rank 1 + r (groups of one rank). */
 static int send_to(struct coord *c, int r, const void *p, size_t len, int tag) {
-    if (c->n_send == c->cap_send) {
-        int cap = c->cap_send ? 2 * c->cap_send : 16;
-        struct serve_buf *nb = realloc(c->sbuf, (size_t)cap * sizeof *nb);
-        if (nb) c->sbuf = nb;
-        MPI_Request *nr = realloc(c->sreq, (size_t)cap * sizeof *nr);
-        if (nr) c->sreq = nr;
-        if (!nb || !nr) return err_set("out of memory");
-        c->cap_send = cap;
-    }
-    struct serve_buf *b = &c->sbuf[c->n_send];
-    memset(b, 0, sizeof *b);
-    if (len && !(b->p = malloc(len))) return err_set("out of memory");
-    if (len) memcpy(b->p, p, len);
-    b->len = b->cap = len;
-    if (MPI_Isend(b->p, (int)len, MPI_BYTE, 1 + r, tag, MPI_COMM_WORLD,
-                  &c->sreq[c->n_send]) != MPI_SUCCESS) {
-        serve_buf_free(b);
-        return err_set("sending to replica %d (rank %d) failed", r, 1 + r);
-    }
-    c->n_send++;
-    return 0;
-}
-
-static void reap_sends(struct coord *c, int wait) {
-    int k = 0;
-    for (int i = 0; i < c->n_send; i++) {
-        int done = 1;
-        if (wait)
-            MPI_Wait(&c->sreq[i], MPI_STATUS_IGNORE);
-        else
-            MPI_Test(&c->sreq[i], &done, MPI_STATUS_IGNORE);
-        if (done) {
-            serve_buf_free(&c->sbuf[i]);
-        } else {
-            c->sbuf[k] = c->sbuf[i];
-            c->sreq[k++] = c->sreq[i];
-        }
-    }
-    c->n_send = k;
+    return serve_outbox_send(&c->out, 1 + r, tag, p, len);
 }
 
 static double elapsed(const struct run *u) { return timer_now() - u->t0; }
@@ -557,17 +519,14 @@ static int poll_events(struct run *u) {
     while (MPI_Iprobe(MPI_ANY_SOURCE, SERVE_TAG_EVENTS, MPI_COMM_WORLD, &flag, &st),
            flag) {
         int len;
-        MPI_Get_count(&st, MPI_BYTE, &len);
-        unsigned char *msg = malloc(len > 0 ? (size_t)len : 1);
-        if (!msg) return err_set("out of memory");
-        MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, SERVE_TAG_EVENTS, MPI_COMM_WORLD,
-                 MPI_STATUS_IGNORE);
+        unsigned char *msg = serve_recv_probed(&st, &len);
+        if (!msg) return -1;
         int r = st.MPI_SOURCE - 1;
         if (r >= 0 && r < c->n_replicas) handle_events(u, r, msg, (size_t)len);
         free(msg);
         any = 1;
     }
-    reap_sends(c, 0);
+    serve_outbox_reap(&c->out, 0);
     return any;
 }
 
@@ -913,9 +872,7 @@ out:
     /* shut the replicas down whatever happened: nobody may wait forever */
     for (int r = 0; !c->have_local && r < n_replicas; r++)
         if (send_to(c, r, NULL, 0, SERVE_TAG_SHUTDOWN)) rc = -1;
-    reap_sends(c, 1);
-    free(c->sbuf);
-    free(c->sreq);
+    serve_outbox_free(&c->out); /* waits for the shutdowns */
     if (c->have_local) serve_engine_destroy(&c->local);
     schedule_free(&s);
     schedule_free(&warm);

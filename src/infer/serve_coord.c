@@ -29,6 +29,7 @@
 #include "err.h"
 #include "redact.h"
 #include "serve.h"
+#include "serve_mpi.h"
 #include "transcript.h"
 
 /* A request in flight. */
@@ -71,9 +72,7 @@ struct coord {
     int n_pend;
     int64_t next_id;
     /* sends in flight */
-    struct serve_buf *sbuf;
-    MPI_Request *sreq;
-    int n_send, cap_send;
+    struct serve_outbox out; /* requests and shutdowns in flight */
     long requests_per_replica[64];
 };
 
@@ -156,47 +155,12 @@ static void pending_drop(struct pending *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* Hand a packed request to replica r (MPI_Isend; the buffer is copied into
- * the outbox, the pending keeps its own for a resend). */
+/* Hand a packed request to replica r without waiting (a copy goes to the
+ * outbox; the pending keeps its own for a resend). Local: submitted
+ * directly by the caller. */
 static int send_to(struct coord *c, int r, const struct serve_buf *wire, int tag) {
-    if (!c->leader) return 0; /* local: submitted directly */
-    if (c->n_send == c->cap_send) {
-        int cap = c->cap_send ? 2 * c->cap_send : 16;
-        struct serve_buf *nb = realloc(c->sbuf, (size_t)cap * sizeof *nb);
-        if (nb) c->sbuf = nb;
-        MPI_Request *nr = realloc(c->sreq, (size_t)cap * sizeof *nr);
-        if (nr) c->sreq = nr;
-        if (!nb || !nr) return err_set("out of memory");
-        c->cap_send = cap;
-    }
-    struct serve_buf *b = &c->sbuf[c->n_send];
-    memset(b, 0, sizeof *b);
-    if (wire->len && (!(b->p = malloc(wire->len)))) return err_set("out of memory");
-    if (wire->len) memcpy(b->p, wire->p, wire->len);
-    b->len = b->cap = wire->len;
-    if (MPI_Isend(b->p, (int)b->len, MPI_BYTE, c->leader[r], tag, MPI_COMM_WORLD,
-                  &c->sreq[c->n_send]) != MPI_SUCCESS)
-        return err_set("sending to replica %d (rank %d) failed", r, c->leader[r]);
-    c->n_send++;
-    return 0;
-}
-
-static void reap_sends(struct coord *c, int wait) {
-    int k = 0;
-    for (int i = 0; i < c->n_send; i++) {
-        int done = 1;
-        if (wait)
-            MPI_Wait(&c->sreq[i], MPI_STATUS_IGNORE);
-        else
-            MPI_Test(&c->sreq[i], &done, MPI_STATUS_IGNORE);
-        if (done) {
-            serve_buf_free(&c->sbuf[i]);
-        } else {
-            c->sbuf[k] = c->sbuf[i];
-            c->sreq[k++] = c->sreq[i];
-        }
-    }
-    c->n_send = k;
+    if (!c->leader) return 0;
+    return serve_outbox_send(&c->out, c->leader[r], tag, wire->p, wire->len);
 }
 
 static void handle_events(struct coord *c, int replica, const void *msg, size_t len);
@@ -431,11 +395,8 @@ static int poll_events(struct coord *c) {
     while (MPI_Iprobe(MPI_ANY_SOURCE, SERVE_TAG_EVENTS, MPI_COMM_WORLD, &flag, &st),
            flag) {
         int len;
-        MPI_Get_count(&st, MPI_BYTE, &len);
-        unsigned char *msg = malloc(len > 0 ? (size_t)len : 1);
+        unsigned char *msg = serve_recv_probed(&st, &len);
         if (!msg) return any;
-        MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, SERVE_TAG_EVENTS, MPI_COMM_WORLD,
-                 MPI_STATUS_IGNORE);
         int r = -1;
         for (int k = 0; k < c->n_replicas; k++)
             if (c->leader[k] == st.MPI_SOURCE) r = k;
@@ -443,7 +404,7 @@ static int poll_events(struct coord *c) {
         free(msg);
         any = 1;
     }
-    reap_sends(c, 0);
+    serve_outbox_reap(&c->out, 0);
     return any;
 }
 
@@ -620,7 +581,6 @@ int serve_coord_run(struct serve_model *m, const struct serve_args *a, int n_rep
     struct serve_buf none = {0};
     for (int r = 0; c->leader && r < n_replicas; r++)
         send_to(c, r, &none, SERVE_TAG_SHUTDOWN);
-    reap_sends(c, 1);
     for (int i = 0; i < c->n_convs; i++)
         conv_free(c->convs[i]);
     free(c->convs);
@@ -632,8 +592,7 @@ int serve_coord_run(struct serve_model *m, const struct serve_args *a, int n_rep
         free(c->results[i].finish);
     }
     free(c->results);
-    free(c->sbuf);
-    free(c->sreq);
+    serve_outbox_free(&c->out);
     if (c->tr && transcript_close(c->tr) && !rc) rc = -1;
     if (c->bus) bus_free(c->bus);
     if (c->have_red) redactor_free(&c->red);

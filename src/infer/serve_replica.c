@@ -28,6 +28,7 @@
 #include "decoder.h"
 #include "err.h"
 #include "serve.h"
+#include "serve_mpi.h"
 
 int serve_engine_create(struct serve_engine *se, struct serve_model *m,
                         const struct serve_args *a, const struct comm *tp) {
@@ -109,52 +110,6 @@ int serve_engine_step(struct serve_engine *se, struct serve_buf *out) {
     return 0;
 }
 
-/* Sends in flight: each owns its buffer until MPI is done with it. */
-struct outbox {
-    struct serve_buf *buf;
-    MPI_Request *req;
-    int n, cap;
-};
-
-static void outbox_reap(struct outbox *o, int wait) {
-    int k = 0;
-    for (int i = 0; i < o->n; i++) {
-        int done = 0;
-        if (wait)
-            MPI_Wait(&o->req[i], MPI_STATUS_IGNORE), done = 1;
-        else
-            MPI_Test(&o->req[i], &done, MPI_STATUS_IGNORE);
-        if (done) {
-            serve_buf_free(&o->buf[i]);
-        } else {
-            o->buf[k] = o->buf[i];
-            o->req[k] = o->req[i];
-            k++;
-        }
-    }
-    o->n = k;
-}
-
-/* Send b (taken over) to the coordinator without waiting for it. */
-static int outbox_send(struct outbox *o, struct serve_buf *b) {
-    if (o->n == o->cap) {
-        int cap = o->cap ? 2 * o->cap : 16;
-        struct serve_buf *nb = realloc(o->buf, (size_t)cap * sizeof *nb);
-        if (nb) o->buf = nb;
-        MPI_Request *nr = realloc(o->req, (size_t)cap * sizeof *nr);
-        if (nr) o->req = nr;
-        if (!nb || !nr) return err_set("out of memory");
-        o->cap = cap;
-    }
-    o->buf[o->n] = *b;
-    memset(b, 0, sizeof *b);
-    if (MPI_Isend(o->buf[o->n].p, (int)o->buf[o->n].len, MPI_BYTE, 0, SERVE_TAG_EVENTS,
-                  MPI_COMM_WORLD, &o->req[o->n]) != MPI_SUCCESS)
-        return err_set("replica: sending events to the coordinator failed");
-    o->n++;
-    return 0;
-}
-
 /* The leader's inbox between two steps: the coordinator's messages, each as
  * (u32 tag, u32 length, bytes), broadcast as one buffer to the group. */
 static int inbox_add(struct serve_buf *in, int tag, const void *msg, int len) {
@@ -178,10 +133,8 @@ static int inbox_add(struct serve_buf *in, int tag, const void *msg, int len) {
 /* Leader: receive one probed message from the coordinator into the inbox. */
 static int receive(MPI_Status *st, struct serve_buf *in) {
     int len;
-    MPI_Get_count(st, MPI_BYTE, &len);
-    unsigned char *msg = malloc(len > 0 ? (size_t)len : 1);
-    if (!msg) return err_set("out of memory");
-    MPI_Recv(msg, len, MPI_BYTE, 0, st->MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    unsigned char *msg = serve_recv_probed(st, &len);
+    if (!msg) return -1;
     int rc = inbox_add(in, st->MPI_TAG, msg, len);
     free(msg);
     return rc;
@@ -267,7 +220,7 @@ int serve_replica_run(struct serve_model *m, const struct serve_args *a,
                       const struct comm *group) {
     struct serve_engine se;
     struct serve_buf out = {0}, in = {0}, sink = {0};
-    struct outbox ob = {0};
+    struct serve_outbox ob = {0};
     const int leader = group->rank == 0, T = group->size;
     /* a group that cannot start reports it as a replica failure (id -1) and
      * then only waits for the shutdown: the coordinator serves on with the
@@ -291,8 +244,8 @@ int serve_replica_run(struct serve_model *m, const struct serve_args *a,
     while (!shutdown) {
         int idle = failed || hung || engine_idle(se.eng);
         if (leader) {
-            if (out.len && outbox_send(&ob, &out)) break;
-            outbox_reap(&ob, 0);
+            if (out.len && serve_outbox_take(&ob, 0, SERVE_TAG_EVENTS, &out)) break;
+            serve_outbox_reap(&ob, 0);
             in.len = 0;
             if (collect(idle, &in)) break;
         }
@@ -322,13 +275,11 @@ int serve_replica_run(struct serve_model *m, const struct serve_args *a,
                       NULL);
         }
     }
-    if (leader && out.len) outbox_send(&ob, &out);
-    outbox_reap(&ob, 1);
+    if (leader && out.len) serve_outbox_take(&ob, 0, SERVE_TAG_EVENTS, &out);
+    serve_outbox_free(&ob);
     serve_buf_free(&out);
     serve_buf_free(&in);
     serve_buf_free(&sink);
-    free(ob.buf);
-    free(ob.req);
     serve_engine_destroy(&se); /* safe after a failed create: zeroed */
     return 0;
 }
