@@ -14,7 +14,7 @@ static const char *usage = "usage: llmpi <command> [options]   (llmpi <command> 
                            "  generate  sample text from a checkpoint\n"
                            "  serve     serve a checkpoint to agents (replica groups)\n"
                            "  convert   Hugging Face GPT-2 <-> llmpi checkpoint\n"
-                           "  bench     benchmarks: train, comm, tokenizer, generate\n"
+                           "  bench     benchmarks: train, comm, tokenizer, generate, serve\n"
                            "\n"
                            "  --version  print the version\n";
 
