@@ -4,9 +4,10 @@
 #   build:  cmake, a C compiler, pkg-config, OpenMP (libgomp, with gcc)
 #   BLAS:   libopenblas-openmp-dev (the OpenMP build: inside our own parallel
 #           regions it runs single-threaded instead of oversubscribing cores)
-#   tests:  libcriterion-dev, python3 (JSON checks in the CLI tests)
+#   tests:  libcriterion-dev, python3 (JSON checks in the CLI tests),
+#           python3-venv (the HTTP tests install the openai client from PyPI)
 #   libs:   libpcre2-dev (tokenizer regex), libcjson-dev (JSON), libyaml-dev
-#           (YAML agents files),
+#           (YAML agents files), libmicrohttpd-dev (the HTTP API),
 #           libhdf5-openmpi-dev (HDF5's parallel MPI-IO build: every rank writes
 #           and reads its own hyperslabs of a checkpoint; CMake refuses a
 #           serial HDF5) + hdf5-tools (h5dump, h5diff)
@@ -17,8 +18,8 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcriterion-dev
-          libpcre2-dev libcjson-dev libyaml-dev libhdf5-openmpi-dev hdf5-tools libopenmpi-dev openmpi-bin
-          python3 fortunes fortunes-min fortunes-zh)
+          libpcre2-dev libcjson-dev libyaml-dev libmicrohttpd-dev libhdf5-openmpi-dev hdf5-tools libopenmpi-dev openmpi-bin
+          python3 python3-venv fortunes fortunes-min fortunes-zh)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

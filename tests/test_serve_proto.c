@@ -80,3 +80,38 @@ Test(serve_proto, events_round_trip) {
     cr_assert_eq(n, 2);
     serve_buf_free(&b);
 }
+
+/* The KV pool figures ride in events of their own kinds; a kind past the
+ * last is refused. */
+Test(serve_proto, pool_events_and_unknown_kinds) {
+    struct serve_buf b = {0};
+    struct serve_event used = {.id = SERVE_ID_POOL, .kind = SERVE_EV_POOL_USED, .value = 7};
+    struct serve_event total = {.id = SERVE_ID_POOL, .kind = SERVE_EV_POOL_TOTAL, .value = 64};
+    cr_assert_eq(serve_pack_event(&b, &used), 0);
+    cr_assert_eq(serve_pack_event(&b, &total), 0);
+    size_t off = 0;
+    struct serve_event e;
+    cr_assert_eq(serve_unpack_event(b.p, b.len, &off, &e), 1);
+    cr_expect(e.id == SERVE_ID_POOL && e.kind == SERVE_EV_POOL_USED && e.value == 7);
+    cr_assert_eq(serve_unpack_event(b.p, b.len, &off, &e), 1);
+    cr_expect(e.kind == SERVE_EV_POOL_TOTAL && e.value == 64);
+    b.len = 0;
+    struct serve_event bad = {.id = 1, .kind = SERVE_EV_POOL_TOTAL + 1};
+    cr_assert_eq(serve_pack_event(&b, &bad), 0);
+    off = 0;
+    cr_expect_eq(serve_unpack_event(b.p, b.len, &off, &e), -1);
+    serve_buf_free(&b);
+}
+
+/* A cancel is exactly one id: shorter or longer messages are refused. */
+Test(serve_proto, cancel_round_trip) {
+    struct serve_buf b = {0};
+    cr_assert_eq(serve_pack_cancel(&b, 123456789012345LL), 0);
+    int64_t id = 0;
+    cr_assert_eq(serve_unpack_cancel(b.p, b.len, &id), 0);
+    cr_expect_eq(id, 123456789012345LL);
+    cr_expect_eq(serve_unpack_cancel(b.p, b.len - 1, &id), -1);
+    unsigned char longer[9] = {0};
+    cr_expect_eq(serve_unpack_cancel(longer, 9, &id), -1);
+    serve_buf_free(&b);
+}

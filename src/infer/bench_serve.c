@@ -428,7 +428,8 @@ static void handle_events(struct run *u, int replica, const void *msg, size_t le
     double t = elapsed(u);
     balancer_heard(&u->bal, replica, u->t0 + t);
     while ((got = serve_unpack_event(msg, len, &off, &e)) == 1) {
-        if (e.id == -1) { /* the replica itself failed */
+        if (e.id == SERVE_ID_POOL) continue; /* pool figures: not measured here */
+        if (e.id == SERVE_ID_REPLICA) { /* the replica itself failed */
             if (!u->fatal)
                 snprintf(u->error, sizeof u->error, "replica %d failed: %.*s", replica,
                          (int)e.text_len, e.text ? e.text : "");

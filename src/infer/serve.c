@@ -8,6 +8,7 @@
  * the lowest failing rank and every rank exits 1. After that, a replica
  * that fails is the coordinator's business (it serves on with the others).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,8 @@
 #include "subcommands.h"
 
 static const char *serve_help =
-    "usage: llmpi serve --ckpt FILE (--scenario NAME --agents FILE | --prompt TEXT...)\n"
-    "                   [options]\n"
+    "usage: llmpi serve --ckpt FILE (--scenario NAME --agents FILE | --prompt TEXT... |\n"
+    "                   --http HOST:PORT) [options]\n"
     "\n"
     "Serve a checkpoint to agents. Under mpirun -np 1+R*T, rank 0 is the\n"
     "coordinator and the other ranks form R replica groups of T ranks, each with\n"
@@ -53,10 +54,28 @@ static const char *serve_help =
     "                       marked down and its requests go elsewhere (default 60)\n"
     "  --kv-cache-mb X      KV cache pool per replica (default 256)\n"
     "  --max-batch-tokens N tokens per engine step (default: the decoder's chunk)\n"
+    "  --step-delay S       sleep S seconds after each engine step: a deliberately\n"
+    "                       slow replica, to try time-outs and back-pressure\n"
     "  --exact              one forward per request: bitwise the tokens of\n"
     "                       llmpi generate (slower)\n"
     "  --device D           cpu, cuda or auto (default cpu)\n"
     "  --threads N          CPU threads per rank\n"
+    "the HTTP API (docs/api.md; runs until SIGINT or SIGTERM):\n"
+    "  --http HOST:PORT     serve OpenAI-style endpoints there (HOST defaults to\n"
+    "                       127.0.0.1; port 0 picks a free one, printed at start)\n"
+    "  --api-keys FILE      require 'Authorization: Bearer KEY' with keys from FILE,\n"
+    "                       each limited to some models (format: docs/api.md)\n"
+    "  --model-name NAME    the bare model's name in \"model\" (default llmpi);\n"
+    "                       agent names (--agents) are models too\n"
+    "  --http-max-queue N   generations queued or running before 429 (default 64)\n"
+    "  --http-max-tokens N  the largest max_tokens a request may ask (default:\n"
+    "                       the model's context)\n"
+    "  --http-max-body-mb X request bodies over X MiB get 413 (default 1)\n"
+    "  --http-timeout S     a request still unanswered after S seconds is\n"
+    "                       cancelled with 504 (default 300)\n"
+    "  --http-max-connections N  open connections before 429 (default 256)\n"
+    "  --access-log FILE    a line per request (never a key or a text): a file,\n"
+    "                       - for stderr (default), or off\n"
     "privacy:\n"
     "  --redact             mask e-mail addresses, phone and card numbers and IP\n"
     "                       addresses in the printed dialogue and the transcript\n"
@@ -71,6 +90,12 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
     a->replica_timeout = 60;
     a->sampling = sampler_defaults();
     a->max_tokens = 64;
+    a->model_name = "llmpi";
+    a->access_log = "-";
+    a->http_max_body_mb = 1;
+    a->http_timeout = 300;
+    a->http_max_queue = 64;
+    a->http_max_connections = 256;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v;
         float x;
@@ -89,6 +114,16 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
         else if (!strcmp(f, "--device")) { VALUE(); a->device = v; }
         else if (!strcmp(f, "--balance")) { VALUE(); a->balance = v; }
         else if (!strcmp(f, "--weights")) { VALUE(); a->weights = v; }
+        else if (!strcmp(f, "--http")) { VALUE(); a->http = v; }
+        else if (!strcmp(f, "--api-keys")) { VALUE(); a->api_keys = v; }
+        else if (!strcmp(f, "--model-name")) { VALUE(); a->model_name = v; }
+        else if (!strcmp(f, "--access-log")) { VALUE(); a->access_log = v; }
+        else if (!strcmp(f, "--http-max-queue")) INT(&a->http_max_queue, 1, 1 << 20);
+        else if (!strcmp(f, "--http-max-tokens")) INT(&a->http_max_tokens, 1, 1 << 30);
+        else if (!strcmp(f, "--http-max-connections")) INT(&a->http_max_connections, 1, 1 << 16);
+        else if (!strcmp(f, "--http-max-body-mb")) FLT(&a->http_max_body_mb, 1e-6, 1024);
+        else if (!strcmp(f, "--http-timeout")) FLT(&a->http_timeout, 0.001, 1e7);
+        else if (!strcmp(f, "--step-delay")) FLT(&a->step_delay_s, 0.0, 10.0);
         else if (!strcmp(f, "--prompt")) {
             VALUE();
             if (a->n_prompts == SERVE_MAX_PROMPTS) return err_set("at most %d --prompt", SERVE_MAX_PROMPTS);
@@ -119,9 +154,10 @@ static int parse_args(int argc, char **argv, struct serve_args *a) {
         /* clang-format on */
     }
     if (!a->ckpt) return err_set("--ckpt FILE is required (see llmpi serve --help)");
-    if (!a->scenarios && !a->n_prompts)
-        return err_set("nothing to serve: give --scenario NAME (with --agents FILE) or "
-                       "--prompt TEXT");
+    if (!a->scenarios && !a->n_prompts && !a->http)
+        return err_set("nothing to serve: give --scenario NAME (with --agents FILE), "
+                       "--prompt TEXT or --http HOST:PORT");
+    if (a->api_keys && !a->http) return err_set("--api-keys needs --http HOST:PORT");
     if (a->scenarios && !a->agents)
         return err_set("--scenario needs --agents FILE (the scenarios are declared there)");
     return 0;
@@ -209,6 +245,13 @@ int serve_main(int argc, char **argv) {
             fprintf(stderr, "llmpi serve: error: %s\n", err_msg());
         }
     } else {
+        /* An HTTP server stops on SIGINT/SIGTERM: mpirun forwards the
+         * signal to every rank, but only the coordinator may act on it (it
+         * answers its clients, then shuts the replicas down in order). */
+        if (A.http) {
+            signal(SIGINT, SIG_IGN);
+            signal(SIGTERM, SIG_IGN);
+        }
         rc = serve_replica_run(&m, &A, &group);
     }
     comm_close(&group);

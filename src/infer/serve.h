@@ -34,9 +34,16 @@ struct serve_args {
     int max_tokens;
     const char *stop[SERVE_MAX_STOP];
     int n_stop;
+    /* the HTTP API (docs/api.md); http NULL: none */
+    const char *http;        /* --http HOST:PORT */
+    const char *api_keys;    /* --api-keys FILE */
+    const char *model_name;  /* --model-name NAME (default "llmpi") */
+    const char *access_log;  /* --access-log FILE, "-" (stderr, the default) or "off" */
+    double http_max_body_mb, http_timeout;
+    int http_max_queue, http_max_tokens, http_max_connections;
     /* sleep this many seconds after each engine step (0: none): a
-     * deliberately slow replica; only `llmpi bench serve --slow-replica`
-     * sets it (docs/performance.md, "Serving") */
+     * deliberately slow replica (--step-delay; `llmpi bench serve
+     * --slow-replica`, docs/performance.md "Serving") */
     double step_delay_s;
 };
 
@@ -64,9 +71,14 @@ void serve_engine_destroy(struct serve_engine *se);
  * coordinator learns why. -1 only when out of memory. */
 int serve_engine_submit(struct serve_engine *se, const struct serve_request *r,
                         struct serve_buf *out);
-/* One engine step; its events appended to `out` in wire form. -1 + err_set
- * when the engine failed (the replica is then lost). */
+/* One engine step; its events appended to `out` in wire form, then the
+ * pool figures (serve_pack_pool). -1 + err_set when the engine failed (the
+ * replica is then lost). */
 int serve_engine_step(struct serve_engine *se, struct serve_buf *out);
+/* Sleep after an engine step as --step-delay asks (serve_args.step_delay_s). */
+void serve_step_delay(const struct serve_args *a);
+/* The engine's KV pool figures as POOL_USED / POOL_TOTAL events. */
+int serve_pack_pool(const struct serve_engine *se, struct serve_buf *out);
 
 /* A replica group's loop (MPI), every rank of the group, until the
  * coordinator's shutdown; group rank 0 is the leader. */

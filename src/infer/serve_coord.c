@@ -29,54 +29,12 @@
 #include "err.h"
 #include "redact.h"
 #include "serve.h"
+#include "serve_coord.h"
 #include "serve_mpi.h"
+#include "utf8.h"
 #include "transcript.h"
 
-/* A request in flight. */
-struct pending {
-    int live;
-    int64_t id;
-    int conv, conv_req; /* conversation index and its req_id; conv -1: a prompt */
-    int prompt;         /* --prompt index */
-    int replica;
-    double t_submit, t_first;
-    int n_tokens;
-    char *text;
-    size_t len, cap;
-    struct serve_buf wire; /* the packed request, kept for a resend */
-};
-
-/* A finished --prompt request. */
-struct prompt_result {
-    int done, failed, replica, n_tokens;
-    char *text, *finish;
-};
-
-struct coord {
-    const struct serve_args *a;
-    struct serve_model *m;
-    int n_replicas;
-    const int *leader;         /* world rank of each replica leader; NULL: local */
-    struct serve_engine local; /* world of one */
-    struct balancer bal;
-    struct agents_config cfg;
-    int have_cfg;
-    struct bus *bus;
-    struct transcript *tr;
-    struct redactor red;
-    int have_red;
-    struct conv **convs;
-    int n_convs;
-    struct prompt_result *results;
-    struct pending *pend;
-    int n_pend;
-    int64_t next_id;
-    /* sends in flight */
-    struct serve_outbox out; /* requests and shutdowns in flight */
-    long requests_per_replica[64];
-};
-
-static double now_s(void) {
+double coord_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -87,50 +45,8 @@ static char *redact_filter(void *ctx, const char *text) {
     return redact(ctx, text, strlen(text), NULL);
 }
 
-/* text as it may be shown: redacted with --redact (malloc'd either way). */
-static char *shown(struct coord *c, const char *text) {
+char *coord_shown(struct coord *c, const char *text) {
     return c->have_red ? redact(&c->red, text, strlen(text), NULL) : strdup(text);
-}
-
-/* Length of the valid UTF-8 sequence at p[0..n), 0 when there is none
- * (a stray continuation byte, an overlong form, a surrogate, > U+10FFFF, or
- * a sequence cut by the end). */
-static size_t utf8_len(const unsigned char *p, size_t n) {
-    unsigned char b = p[0];
-    size_t k = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3
-                          : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
-    if (k == 0 || k > n) return 0;
-    for (size_t j = 1; j < k; j++)
-        if ((p[j] & 0xc0) != 0x80) return 0;
-    if ((b == 0xe0 && p[1] < 0xa0) || (b == 0xed && p[1] >= 0xa0) ||
-        (b == 0xf0 && p[1] < 0x90) || (b == 0xf4 && p[1] >= 0x90))
-        return 0;
-    return k;
-}
-
-/* Replace every byte that does not start a valid UTF-8 sequence with U+FFFD:
- * a byte-level model can emit any bytes, and transcripts and the JSON output
- * must stay valid UTF-8. *s is replaced only when something changes. -1
- * when out of memory. */
-static int utf8_sanitize(char **s, size_t *len) {
-    const unsigned char *p = (const unsigned char *)*s;
-    size_t n = *len, bad = 0;
-    for (size_t i = 0, k; i < n; i += k ? k : 1)
-        bad += (k = utf8_len(p + i, n - i)) == 0;
-    if (!bad) return 0;
-    char *o = malloc(n + 2 * bad + 1);
-    if (!o) return err_set("out of memory");
-    size_t w = 0;
-    for (size_t i = 0, k; i < n; i += k ? k : 1) {
-        k = utf8_len(p + i, n - i);
-        memcpy(o + w, k ? (const char *)p + i : "\xef\xbf\xbd", k ? k : 3);
-        w += k ? k : 3;
-    }
-    o[w] = '\0';
-    free(*s);
-    *s = o;
-    *len = w;
-    return 0;
 }
 
 static struct pending *pending_new(struct coord *c) {
@@ -150,6 +66,10 @@ static struct pending *pending_find(struct coord *c, int64_t id) {
 }
 
 static void pending_drop(struct pending *p) {
+    if (p->call) { /* still waited for: the server is stopping */
+        http_call_fail(p->call, 503, "server_error", NULL, "the server is shutting down");
+        http_call_release(p->call);
+    }
     free(p->text);
     serve_buf_free(&p->wire);
     memset(p, 0, sizeof *p);
@@ -170,7 +90,7 @@ static void complete(struct coord *c, struct pending *p, const char *msg, int fi
  * assigned to none: the balancer counted it nowhere). */
 static void dispatch(struct coord *c, struct pending *p) {
     int r = balancer_pick(&c->bal);
-    double t = now_s();
+    double t = coord_now();
     if (r < 0 || send_to(c, r, &p->wire, SERVE_TAG_REQUEST)) {
         char why[512];
         snprintf(why, sizeof why, "%s", err_msg());
@@ -197,17 +117,67 @@ static void dispatch(struct coord *c, struct pending *p) {
     }
 }
 
-/* Build and dispatch a request for `text` with `s`. */
+int coord_encode(struct coord *c, const char *text, int32_t **ids, size_t *n) {
+    size_t cap = 0;
+    *ids = NULL;
+    *n = 0;
+    char *t = c->a->redact_prompts ? redact(&c->red, text, strlen(text), NULL) : NULL;
+    if (c->a->redact_prompts && !t) return -1;
+    const char *src = t ? t : text;
+    int rc = tokenizer_encode(c->m->tok, src, strlen(src), ids, n, &cap);
+    free(t);
+    return rc;
+}
+
+/* Pack and dispatch a request of prompt ids[0..np) with `s` for an origin
+ * (conv slot / --prompt index / HTTP call). */
+static int submit_ids(struct coord *c, const int32_t *pr, int np,
+                      const struct agent_sampling *s, int conv, int conv_req, int prompt,
+                      struct http_call *call) {
+    struct pending *p = pending_new(c);
+    if (!p) return err_set("out of memory");
+    p->live = 1;
+    p->id = ++c->next_id;
+    p->conv = conv;
+    p->conv_req = conv_req;
+    p->prompt = prompt;
+    p->call = call;
+    p->replica = -1;
+    p->n_prompt = np;
+    struct serve_request rq = {.id = p->id, .n_prompt = np, .prompt = (int32_t *)pr,
+                               .max_tokens = s->max_tokens,
+                               .temperature = s->p.temperature, .top_p = s->p.top_p,
+                               .repetition_penalty = s->p.repetition_penalty,
+                               .top_k = s->p.top_k, .seed = s->p.seed,
+                               .n_stop = s->n_stop < SERVE_MAX_STOP ? s->n_stop
+                                                                    : SERVE_MAX_STOP};
+    for (int i = 0; i < rq.n_stop; i++)
+        rq.stop[i] = s->stop[i];
+    if (serve_pack_request(&p->wire, &rq)) {
+        p->call = NULL; /* the caller still holds it */
+        pending_drop(p);
+        return -1;
+    }
+    dispatch(c, p);
+    return 0;
+}
+
+void coord_submit_call(struct coord *c, const int32_t *ids, int n,
+                       const struct agent_sampling *s, struct http_call *call) {
+    if (submit_ids(c, ids, n, s, -1, 0, -1, call)) {
+        http_call_fail(call, 500, "server_error", NULL, "%s", err_msg());
+        http_call_release(call);
+    }
+}
+
+/* Build and dispatch a request for `text` with `s` (a conversation's or a
+ * --prompt's). */
 static int submit(struct coord *c, const char *text, const struct agent_sampling *s,
                   int conv, int conv_req, int prompt) {
     const struct tokenizer *tok = c->m->tok;
     int32_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    char *t = c->a->redact_prompts ? redact(&c->red, text, strlen(text), NULL) : NULL;
-    const char *src = t ? t : text;
-    int rc = tokenizer_encode(tok, src, strlen(src), &ids, &n, &cap);
-    free(t);
-    if (rc) return -1;
+    size_t n = 0;
+    if (coord_encode(c, text, &ids, &n)) return -1;
     /* keep the end of a long prompt: room for max_tokens in the context */
     int ctx = c->m->cfg.max_seq;
     int keep = ctx - s->max_tokens > 1 ? ctx - s->max_tokens : 1;
@@ -226,34 +196,9 @@ static int submit(struct coord *c, const char *text, const struct agent_sampling
         pr = &eot;
         np = 1;
     }
-    struct pending *p = pending_new(c);
-    if (!p) {
-        free(ids);
-        return err_set("out of memory");
-    }
-    p->live = 1;
-    p->id = ++c->next_id;
-    p->conv = conv;
-    p->conv_req = conv_req;
-    p->prompt = prompt;
-    p->replica = -1;
-    struct serve_request rq = {.id = p->id, .n_prompt = np, .prompt = (int32_t *)pr,
-                               .max_tokens = s->max_tokens,
-                               .temperature = s->p.temperature, .top_p = s->p.top_p,
-                               .repetition_penalty = s->p.repetition_penalty,
-                               .top_k = s->p.top_k, .seed = s->p.seed,
-                               .n_stop = s->n_stop < SERVE_MAX_STOP ? s->n_stop
-                                                                    : SERVE_MAX_STOP};
-    for (int i = 0; i < rq.n_stop; i++)
-        rq.stop[i] = s->stop[i];
-    rc = serve_pack_request(&p->wire, &rq);
+    int rc = submit_ids(c, pr, np, s, conv, conv_req, prompt, NULL);
     free(ids);
-    if (rc) {
-        pending_drop(p);
-        return -1;
-    }
-    dispatch(c, p);
-    return 0;
+    return rc;
 }
 
 static int append(struct pending *p, const char *s, size_t n) {
@@ -274,7 +219,7 @@ static int append(struct pending *p, const char *s, size_t n) {
 }
 
 static void print_message(struct coord *c, int conv, const char *who, const char *text) {
-    char *t = shown(c, text);
+    char *t = coord_shown(c, text);
     printf("[%d] %s: %s\n", conv, who, t ? t : "(redaction failed)");
     fflush(stdout);
     free(t);
@@ -282,10 +227,11 @@ static void print_message(struct coord *c, int conv, const char *who, const char
 
 /* A request finished (ok) or failed (msg != NULL). */
 static void complete(struct coord *c, struct pending *p, const char *msg, int finish) {
-    double latency = now_s() - p->t_submit;
-    if (p->replica >= 0) balancer_finished(&c->bal, p->replica, now_s());
+    double latency = coord_now() - p->t_submit;
+    if (p->replica >= 0) balancer_finished(&c->bal, p->replica, coord_now());
     if (p->text && utf8_sanitize(&p->text, &p->len)) msg = err_msg();
     const char *text = p->text ? p->text : "";
+    if (c->api) serve_api_finished(c, p, msg, finish);
     if (p->conv >= 0) {
         struct conv *cv = c->convs[p->conv];
         if (msg) {
@@ -300,7 +246,7 @@ static void complete(struct coord *c, struct pending *p, const char *msg, int fi
             const struct conv_message *mm = conv_message(cv, k);
             if (mm && !mm->routing) print_message(c, conv_id(cv), mm->who, mm->text);
         }
-    } else {
+    } else if (p->prompt >= 0) {
         struct prompt_result *r = &c->results[p->prompt];
         r->done = 1;
         r->failed = msg != NULL;
@@ -312,6 +258,25 @@ static void complete(struct coord *c, struct pending *p, const char *msg, int fi
     pending_drop(p);
 }
 
+void coord_cancel(struct coord *c, struct pending *p) {
+    if (p->replica >= 0) {
+        if (!c->leader) {
+            engine_cancel(c->local.eng, (uint64_t)p->id); /* its FINISH is ignored */
+        } else {
+            struct serve_buf b = {0};
+            if (!serve_pack_cancel(&b, p->id))
+                serve_outbox_take(&c->out, c->leader[p->replica], SERVE_TAG_CANCEL, &b);
+            serve_buf_free(&b);
+        }
+        balancer_finished(&c->bal, p->replica, coord_now());
+    }
+    if (p->call) {
+        http_call_release(p->call);
+        p->call = NULL;
+    }
+    pending_drop(p);
+}
+
 /* A replica reported its own failure: down, and its requests elsewhere. */
 static void replica_lost(struct coord *c, int r, const char *why) {
     fprintf(stderr, "llmpi serve: replica group %d is down: %s\n", r, why);
@@ -319,7 +284,7 @@ static void replica_lost(struct coord *c, int r, const char *why) {
     for (int i = 0; i < c->n_pend; i++) {
         struct pending *p = &c->pend[i];
         if (!p->live || p->replica != r) continue;
-        balancer_finished(&c->bal, r, now_s());
+        balancer_finished(&c->bal, r, coord_now());
         dispatch(c, p);
     }
 }
@@ -328,9 +293,16 @@ static void handle_events(struct coord *c, int replica, const void *msg, size_t 
     size_t off = 0;
     struct serve_event e;
     int got;
-    if (replica >= 0) balancer_heard(&c->bal, replica, now_s());
+    if (replica >= 0) balancer_heard(&c->bal, replica, coord_now());
     while ((got = serve_unpack_event(msg, len, &off, &e)) == 1) {
-        if (e.id == -1) { /* the replica itself failed */
+        if (e.id == SERVE_ID_POOL) {
+            if (replica >= 0 && replica < COORD_MAX_REPLICAS) {
+                if (e.kind == SERVE_EV_POOL_USED) c->kv_used[replica] = e.value;
+                if (e.kind == SERVE_EV_POOL_TOTAL) c->kv_total[replica] = e.value;
+            }
+            continue;
+        }
+        if (e.id == SERVE_ID_REPLICA) { /* the replica itself failed */
             char why[512];
             snprintf(why, sizeof why, "%.*s", (int)e.text_len, e.text ? e.text : "");
             replica_lost(c, replica, why);
@@ -339,10 +311,12 @@ static void handle_events(struct coord *c, int replica, const void *msg, size_t 
         struct pending *p = pending_find(c, e.id);
         if (!p || p->replica != replica) continue; /* resent elsewhere meanwhile */
         if (e.kind == SERVE_EV_TOKEN) {
-            if (!p->t_first) p->t_first = now_s();
+            if (!p->t_first) p->t_first = coord_now();
             p->n_tokens++;
         }
-        if (e.kind != SERVE_EV_ERROR && append(p, e.text, e.text_len)) {
+        if (p->call && e.kind != SERVE_EV_ERROR) {
+            serve_api_text(c, p, e.text, e.text_len, e.kind == SERVE_EV_TOKEN);
+        } else if (e.kind != SERVE_EV_ERROR && append(p, e.text, e.text_len)) {
             complete(c, p, err_msg(), 0);
             continue;
         }
@@ -363,6 +337,7 @@ static void issue(struct coord *c) {
     for (int i = 0; i < c->n_convs; i++) {
         struct conv_request rq;
         int r;
+        if (!c->convs[i]) continue;
         while ((r = conv_next(c->convs[i], &rq)) == 1)
             if (submit(c, rq.prompt, &rq.sampling, i, rq.req_id, -1)) {
                 fprintf(stderr, "llmpi serve: conversation %d: %s\n", rq.conv_id,
@@ -388,6 +363,7 @@ static int poll_events(struct coord *c) {
         }
         if (ev.len) handle_events(c, 0, ev.p, ev.len);
         serve_buf_free(&ev);
+        serve_step_delay(c->a);
         return 1;
     }
     int any = 0, flag;
@@ -410,7 +386,7 @@ static int poll_events(struct coord *c) {
 
 static int all_done(struct coord *c) {
     for (int i = 0; i < c->n_convs; i++)
-        if (!conv_done(c->convs[i])) return 0;
+        if (c->convs[i] && !conv_done(c->convs[i])) return 0;
     for (int i = 0; i < c->a->n_prompts; i++)
         if (!c->results[i].done) return 0;
     return 1;
@@ -436,8 +412,6 @@ static int open_conversations(struct coord *c) {
     for (const char *q = s; *q; q++)
         total += *q == ',';
     total = !strcmp(s, "all") ? c->cfg.n_scenarios : total + 1;
-    c->convs = calloc((size_t)total, sizeof *c->convs);
-    if (!c->convs) return err_set("out of memory");
     struct conv_opts o = {.max_turns = a->turns, .opening = a->opening, .bus = c->bus,
                           .transcript = c->tr};
     for (int i = 0; i < total; i++) {
@@ -450,14 +424,42 @@ static int open_conversations(struct coord *c) {
             snprintf(name, sizeof name, "%.*s", (int)n, s);
             s = e ? e + 1 : s + n;
         }
-        if (!(c->convs[i] = conv_create(&c->cfg, name, i + 1, &o))) return -1;
-        c->n_convs++;
-        for (int k = 0; k < conv_n_messages(c->convs[i]); k++) {
-            const struct conv_message *mm = conv_message(c->convs[i], k);
-            print_message(c, i + 1, mm->who, mm->text);
+        struct conv *cv = conv_create(&c->cfg, name, ++c->next_conv_id, &o);
+        if (!cv) return -1;
+        if (coord_add_conv(c, cv)) {
+            conv_free(cv);
+            return -1;
+        }
+        for (int k = 0; k < conv_n_messages(cv); k++) {
+            const struct conv_message *mm = conv_message(cv, k);
+            print_message(c, conv_id(cv), mm->who, mm->text);
         }
     }
+    c->n_scenario_convs = c->n_convs;
     return 0;
+}
+
+int coord_add_conv(struct coord *c, struct conv *cv) {
+    for (int i = 0; i < c->n_convs; i++)
+        if (!c->convs[i]) {
+            c->convs[i] = cv;
+            return 0;
+        }
+    if (c->n_convs == c->cap_convs) {
+        int cap = c->cap_convs ? 2 * c->cap_convs : 16;
+        struct conv **v = realloc(c->convs, (size_t)cap * sizeof *v);
+        if (!v) return err_set("out of memory");
+        c->convs = v;
+        c->cap_convs = cap;
+    }
+    c->convs[c->n_convs++] = cv;
+    return 0;
+}
+
+int coord_find_conv(struct coord *c, long long id) {
+    for (int i = 0; i < c->n_convs; i++)
+        if (c->convs[i] && conv_id(c->convs[i]) == id) return i;
+    return -1;
 }
 
 static int setup(struct coord *c) {
@@ -503,7 +505,7 @@ static int setup(struct coord *c) {
 static void print_prompt_results(struct coord *c) {
     for (int i = 0; i < c->a->n_prompts; i++) {
         struct prompt_result *r = &c->results[i];
-        char *t = shown(c, r->text ? r->text : "");
+        char *t = coord_shown(c, r->text ? r->text : "");
         /* JSON string escaping of the text */
         printf("{\"prompt\":%d,\"replica\":%d,\"tokens\":%d,\"finish\":\"%s\",\"text\":\"",
                i, r->replica, r->n_tokens, r->finish ? r->finish : "error");
@@ -522,7 +524,7 @@ static void print_prompt_results(struct coord *c) {
 }
 
 static void summary(struct coord *c) {
-    for (int i = 0; i < c->n_convs; i++) {
+    for (int i = 0; i < c->n_scenario_convs; i++) {
         struct conv *cv = c->convs[i];
         fprintf(stderr, "llmpi serve: conversation %d (%s): %d agent turns, %ld tokens, "
                         "ended: %s%s%s\n",
@@ -554,35 +556,47 @@ int serve_coord_run(struct serve_model *m, const struct serve_args *a, int n_rep
             s.stop[k] = (char *)a->stop[k];
         if (submit(c, a->prompts[i], &s, -1, 0, i)) rc = -1;
     }
-    while (!rc && !all_done(c)) {
+    if (!rc && a->http && serve_api_start(c)) rc = -1;
+    /* without --http the work is done when every conversation and prompt
+     * is; an HTTP server runs until SIGINT or SIGTERM */
+    long idle_us = 0;
+    while (!rc && (c->api ? !serve_api_stop_requested() : !all_done(c))) {
+        int busy = c->api ? serve_api_poll(c) : 0;
         issue(c);
-        int busy = poll_events(c);
+        busy |= poll_events(c);
         int down[64];
-        int nd = balancer_check_timeouts(&c->bal, now_s(), a->replica_timeout, down, 64);
+        int nd = balancer_check_timeouts(&c->bal, coord_now(), a->replica_timeout, down, 64);
         for (int k = 0; k < nd; k++)
             replica_lost(c, down[k], "no answer within --replica-timeout");
-        if (!busy && c->leader) nanosleep(&(struct timespec){0, 200000}, NULL);
+        /* idle: sleep, a little longer each idle turn (50 us doubling to
+         * 1 ms), instead of spinning on MPI_Iprobe; an HTTP call wakes it */
+        idle_us = busy ? 0 : idle_us ? (idle_us * 2 > 1000 ? 1000 : idle_us * 2) : 50;
+        if (!busy && c->api)
+            serve_api_idle(c, c->leader ? idle_us * 1e-6 : 0.05);
+        else if (!busy && c->leader)
+            nanosleep(&(struct timespec){0, idle_us * 1000}, NULL);
     }
+    if (c->api) serve_api_stop(c); /* every HTTP client answered, the server closed */
     if (!rc) {
         if (a->n_prompts) print_prompt_results(c);
         summary(c);
         /* everything ran, but a failed request makes the exit status say so */
         int failed = 0;
-        for (int i = 0; i < c->n_convs; i++)
+        for (int i = 0; i < c->n_scenario_convs; i++)
             failed += conv_end_reason(c->convs[i]) == CONV_END_ERROR;
         for (int i = 0; i < a->n_prompts; i++)
             failed += c->results[i].failed;
         if (failed)
             rc = err_set("%d of %d %s failed (the reasons are above)", failed,
-                         c->n_convs + a->n_prompts,
-                         c->n_convs ? "conversations and prompts" : "prompts");
+                         c->n_scenario_convs + a->n_prompts,
+                         c->n_scenario_convs ? "conversations and prompts" : "prompts");
     }
     /* shut the replicas down whatever happened: nobody may wait forever */
     struct serve_buf none = {0};
     for (int r = 0; c->leader && r < n_replicas; r++)
         send_to(c, r, &none, SERVE_TAG_SHUTDOWN);
     for (int i = 0; i < c->n_convs; i++)
-        conv_free(c->convs[i]);
+        if (c->convs[i]) conv_free(c->convs[i]);
     free(c->convs);
     for (int i = 0; i < c->n_pend; i++)
         pending_drop(&c->pend[i]);

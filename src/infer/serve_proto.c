@@ -176,8 +176,21 @@ int serve_unpack_event(const void *msg, size_t len, size_t *off, struct serve_ev
     e->text = n ? (const char *)d.p + d.off : NULL;
     e->text_len = n;
     d.off += n;
-    if (e->kind < SERVE_EV_TOKEN || e->kind > SERVE_EV_ERROR)
+    if (e->kind < SERVE_EV_TOKEN || e->kind > SERVE_EV_POOL_TOTAL)
         return err_set("malformed serving event: kind %d", e->kind);
     *off = d.off;
     return 1;
+}
+
+int serve_pack_cancel(struct serve_buf *b, int64_t id) {
+    return put_u64(b, (uint64_t)id);
+}
+
+int serve_unpack_cancel(const void *msg, size_t len, int64_t *id) {
+    struct rd d = {msg, len, 0};
+    uint64_t v;
+    if (get_u64(&d, &v)) return -1;
+    if (d.off != len) return err_set("malformed cancel message: %zu bytes", len);
+    *id = (int64_t)v;
+    return 0;
 }

@@ -25,6 +25,7 @@ enum serve_tag {
     SERVE_TAG_REQUEST = 101,  /* coordinator -> leader: one request */
     SERVE_TAG_EVENTS = 102,   /* leader -> coordinator: one step's events */
     SERVE_TAG_SHUTDOWN = 103, /* coordinator -> leader: finish and exit */
+    SERVE_TAG_CANCEL = 104,   /* coordinator -> leader: stop one request (its id) */
 };
 
 #define SERVE_MAX_STOP 4 /* stop strings per request */
@@ -45,7 +46,15 @@ enum serve_event_kind {
     SERVE_EV_TOKEN = 1, /* a sampled token (value = id) */
     SERVE_EV_DONE = 2,  /* finished normally (value = enum gen_stop) */
     SERVE_EV_ERROR = 3, /* failed on the replica (text = the message) */
+    /* The replica's KV pool after the step (id SERVE_ID_POOL): blocks in
+     * use, and blocks in all; sent with every step's events. */
+    SERVE_EV_POOL_USED = 4,
+    SERVE_EV_POOL_TOTAL = 5,
 };
+/* Event ids that are not requests: the replica group itself failed (ERROR
+ * event), or the pool figures. */
+#define SERVE_ID_REPLICA (-1)
+#define SERVE_ID_POOL (-2)
 
 struct serve_event {
     int64_t id;
@@ -76,5 +85,9 @@ void serve_request_free(struct serve_request *r);
  * was read, 0 at the end, -1 + err_set for a malformed message. The event's
  * text points into msg. */
 int serve_unpack_event(const void *msg, size_t len, size_t *off, struct serve_event *e);
+
+/* A cancel message: the id of the request to stop. */
+int serve_pack_cancel(struct serve_buf *b, int64_t id);
+int serve_unpack_cancel(const void *msg, size_t len, int64_t *id);
 
 #endif

@@ -5,8 +5,8 @@
  * work: it drains incoming requests with MPI_Iprobe, runs one engine step,
  * and ships the step's events with MPI_Isend (each send buffer is kept until
  * its request completes, then freed), so a slow coordinator costs it
- * nothing. Only when the engine is idle does it block, in MPI_Probe, for the
- * next message.
+ * nothing. Only when the engine is idle does it wait for the next message,
+ * sleeping between probes (idle_sleep) rather than spinning in MPI.
  *
  * Tensor parallelism (--tp T): every rank of the group runs the same engine
  * over its shard of the model (decoder_create_tp), in lockstep. Before each
@@ -86,6 +86,22 @@ int serve_engine_submit(struct serve_engine *se, const struct serve_request *r,
     return error_event(out, r->id, err_msg());
 }
 
+void serve_step_delay(const struct serve_args *a) {
+    double s = a->step_delay_s;
+    if (s > 0)
+        nanosleep(&(struct timespec){(time_t)s, (long)((s - (double)(time_t)s) * 1e9)}, NULL);
+}
+
+int serve_pack_pool(const struct serve_engine *se, struct serve_buf *out) {
+    struct engine_stats st;
+    engine_get_stats(se->eng, &st);
+    struct serve_event used = {.id = SERVE_ID_POOL, .kind = SERVE_EV_POOL_USED,
+                               .value = st.blocks_total - st.blocks_free};
+    struct serve_event total = {.id = SERVE_ID_POOL, .kind = SERVE_EV_POOL_TOTAL,
+                                .value = st.blocks_total};
+    return serve_pack_event(out, &used) || serve_pack_event(out, &total) ? -1 : 0;
+}
+
 int serve_engine_step(struct serve_engine *se, struct serve_buf *out) {
     const struct engine_event *ev;
     int n;
@@ -107,7 +123,7 @@ int serve_engine_step(struct serve_engine *se, struct serve_buf *out) {
         }
         if (serve_pack_event(out, &w)) return -1;
     }
-    return 0;
+    return serve_pack_pool(se, out);
 }
 
 /* The leader's inbox between two steps: the coordinator's messages, each as
@@ -140,17 +156,30 @@ static int receive(MPI_Status *st, struct serve_buf *in) {
     return rc;
 }
 
+/* Sleep while idle, a little longer each time (50 us doubling to 1 ms):
+ * Open MPI's blocking calls poll (and under --oversubscribe spin on
+ * sched_yield), so an idle replica blocked in MPI_Probe or a broadcast
+ * would burn a core doing nothing — one per replica rank on a node shared
+ * with the coordinator and its HTTP threads. Waking within 1 ms costs a
+ * new request at most that. *backoff is reset to 0 when work arrives. */
+static void idle_sleep(long *backoff_us) {
+    *backoff_us = *backoff_us ? (*backoff_us * 2 > 1000 ? 1000 : *backoff_us * 2) : 50;
+    nanosleep(&(struct timespec){0, *backoff_us * 1000}, NULL);
+}
+
 /* Leader: wait (when idle) and drain the coordinator's messages. */
 static int collect(int block, struct serve_buf *in) {
     MPI_Status st;
     int flag = 0;
-    if (block) {
-        MPI_Probe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &st);
-        flag = 1;
+    long backoff = 0;
+    MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+    while (block && !flag) {
+        idle_sleep(&backoff);
+        MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
     }
-    while (flag || (MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st), flag)) {
-        flag = 0;
+    while (flag) {
         if (receive(&st, in)) return -1;
+        MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
     }
     return 0;
 }
@@ -167,10 +196,14 @@ static int apply_inbox(struct serve_engine *se, const struct serve_buf *in,
         off += 8 + h[1];
         if (h[0] == SERVE_TAG_SHUTDOWN) {
             shutdown = 1;
+        } else if (h[0] == SERVE_TAG_CANCEL) {
+            int64_t id;
+            /* a request that already finished is no longer live: nothing to do */
+            if (se && !serve_unpack_cancel(msg, h[1], &id)) engine_cancel(se->eng, (uint64_t)id);
         } else if (h[0] == SERVE_TAG_REQUEST) {
             struct serve_request r;
             if (serve_unpack_request(msg, h[1], &r)) {
-                error_event(out, -1, err_msg());
+                error_event(out, SERVE_ID_REPLICA, err_msg());
             } else {
                 if (se)
                     serve_engine_submit(se, &r, out);
@@ -185,8 +218,17 @@ static int apply_inbox(struct serve_engine *se, const struct serve_buf *in,
 
 /* The leader's inbox to every rank of the group (T > 1). */
 static int share_inbox(const struct comm *g, struct serve_buf *in) {
+    /* The length without a blocking broadcast: the other ranks wait here
+     * whenever the leader idles (see idle_sleep). */
     uint64_t n = in->len;
-    if (comm_broadcast(g, &n, 1, COMM_I64, 0)) return -1;
+    MPI_Request rq;
+    int done = 0;
+    long backoff = 0;
+    if (MPI_Ibcast(&n, 1, MPI_UINT64_T, 0, g->mpi, &rq) != MPI_SUCCESS)
+        return err_set("replica group: broadcasting the requests failed");
+    while (MPI_Test(&rq, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done)
+        idle_sleep(&backoff);
+    if (!done) return err_set("replica group: broadcasting the requests failed");
     if (n > in->cap) {
         unsigned char *p = realloc(in->p, n);
         if (!p) return err_set("out of memory");
@@ -237,7 +279,8 @@ int serve_replica_run(struct serve_model *m, const struct serve_args *a,
         if (any && !failed) snprintf(why, sizeof why, "another rank of the group failed");
         failed = any;
     }
-    if (failed && leader) error_event(&out, -1, why);
+    if (failed && leader) error_event(&out, SERVE_ID_REPLICA, why);
+    if (!failed && leader) serve_pack_pool(&se, &out); /* the pool's size, at once */
     long steps = 0, fault_after = 0;
     const enum fault_kind fault = fault_for((group->world_rank - 1) / T, &fault_after);
     int shutdown = 0, hung = 0;
@@ -258,7 +301,7 @@ int serve_replica_run(struct serve_model *m, const struct serve_args *a,
             failed = 1;
             if (leader) {
                 out.len = 0;
-                error_event(&out, -1, err_msg());
+                error_event(&out, SERVE_ID_REPLICA, err_msg());
             }
         }
         sink.len = 0;
@@ -266,14 +309,10 @@ int serve_replica_run(struct serve_model *m, const struct serve_args *a,
             hung = fault == FAULT_HANG;
             if (fault == FAULT_FAIL) {
                 failed = 1;
-                if (leader) error_event(&out, -1, "injected failure (LLMPI_SERVE_FAULT)");
+                if (leader) error_event(&out, SERVE_ID_REPLICA, "injected failure (LLMPI_SERVE_FAULT)");
             }
         }
-        if (a->step_delay_s > 0) { /* a deliberately slow replica (bench serve) */
-            double s = a->step_delay_s;
-            nanosleep(&(struct timespec){(time_t)s, (long)((s - (double)(time_t)s) * 1e9)},
-                      NULL);
-        }
+        serve_step_delay(a);
     }
     if (leader && out.len) serve_outbox_take(&ob, 0, SERVE_TAG_EVENTS, &out);
     serve_outbox_free(&ob);
