@@ -29,6 +29,7 @@
 #include "api_keys.h"
 #include "http_call.h"
 #include "metrics.h"
+#include "redact.h"
 
 #define HTTP_MAX_REPLICAS 64
 
@@ -55,9 +56,10 @@ struct http_server_config {
     const char *model_name;      /* the bare model's name in "model" */
     const char *const *agents;   /* agent names, also valid models */
     int n_agents;
-    int max_tokens;          /* the largest max_tokens a request may ask for */
-    FILE *access_log;        /* a line per request (never a key or a text); NULL: none */
-    struct metrics *metrics; /* llmpi_http_* series are added here */
+    int max_tokens;   /* the largest max_tokens a request may ask for */
+    FILE *access_log; /* a line per request (never a key or a text); NULL: none */
+    const struct redactor *redactor; /* --redact: mask generated text going out */
+    struct metrics *metrics;         /* llmpi_http_* series are added here */
     struct http_inbox *inbox;
     struct http_health *health;
 };

@@ -78,7 +78,8 @@ static const char *serve_help =
     "                       - for stderr (default), or off\n"
     "privacy:\n"
     "  --redact             mask e-mail addresses, phone and card numbers and IP\n"
-    "                       addresses in the printed dialogue and the transcript\n"
+    "                       addresses in the printed dialogue, the transcript and\n"
+    "                       what the HTTP API sends out\n"
     "  --redact-prompts     also in what the model sees\n";
 
 static int parse_args(int argc, char **argv, struct serve_args *a) {

@@ -595,6 +595,7 @@ int serve_api_start(struct coord *c) {
         .n_agents = n_agents,
         .max_tokens = a->http_max_tokens ? a->http_max_tokens : c->m->cfg.max_seq,
         .access_log = api->log,
+        .redactor = c->a->redact ? &c->red : NULL,
         .metrics = api->metrics,
         .inbox = &api->inbox,
         .health = &api->health,

@@ -22,6 +22,9 @@ Cases:
   conversations a router conversation opened, fed and read over HTTP (long
                 poll), a message to the broadcast scenario's topic answered by
                 every subscriber, closing, and the errors (404, 403, 409)
+  redact        --redact: a model trained to say an e-mail address says
+                "[EMAIL]" through the API, whole and streamed (whole lines),
+                and a message posted into a conversation reads back masked
   mpi           the same server under mpirun with 2 replica groups: completions
                 equal `llmpi generate`, a cancel travels to the replica and
                 frees its blocks, SIGTERM to mpirun ends every rank with 0
@@ -453,6 +456,45 @@ def case_conversations(args):
     srv.stop()
 
 
+def case_redact(args):
+    # a tiny model that learned one line by heart, e-mail address included
+    with open(os.path.join(args.work, "pii.txt"), "w") as f:
+        f.write("contact bob.smith@example.com today\n" * 3000)
+    ck = os.path.join(args.work, "ckpii")
+    subprocess.run([args.llmpi, "train", "--model", "tiny", "--data", f.name, "--batch", "8",
+                    "--seq", "32", "--steps", "150", "--lr", "1e-2", "--warmup", "5",
+                    "--ckpt-dir", ck], check=True, capture_output=True)
+    args.ckpt = os.path.join(ck, sorted(os.listdir(ck))[-1])
+    raw = generate(args, "contact ", 40)
+    check("bob.smith@example.com" in raw, f"the model did not learn the address: {raw!r}")
+    srv = Server(args, ["--redact", "--agents", args.agents], "redact")
+    cl = srv.client()
+    r = cl.completions.create(model="llmpi", prompt="contact ", max_tokens=40, temperature=0)
+    text = r.choices[0].text
+    check("[EMAIL]" in text and "@" not in text, f"not masked: {text!r} (raw {raw!r})")
+    chunks = list(cl.completions.create(model="llmpi", prompt="contact ", max_tokens=40,
+                                        temperature=0, stream=True))
+    streamed = "".join(c.choices[0].text for c in chunks if c.choices)
+    check(streamed == text, f"streamed {streamed!r} != whole {text!r}")
+    print(f"  completion {raw!r} goes out as {text!r}, streamed in {len(chunks)} events")
+    st, _, c = http("POST", srv.base + "/v1/conversations", {"scenario": "debate"})
+    cid = c["id"]
+    st, _, p = http("POST", f"{srv.base}/v1/conversations/{cid}/messages",
+                    {"content": "write to jane.doe@example.org or call +1 415 555 0100"})
+    check(st == 200, f"post: {st} {p}")
+    mine = []
+
+    def posted():  # a post joins the history once the reply in flight is in
+        _, _, m = http("GET", f"{srv.base}/v1/conversations/{cid}/messages?after=0&wait=5")
+        mine[:] = [x["content"] for x in m["data"] if x["from"] == "user"]
+        return mine
+    wait_until("the posted message in the history", posted, within=30)
+    check(any("[EMAIL]" in t and "[PHONE]" in t for t in mine) and
+          not any("jane.doe" in t or "555" in t for t in mine), f"conversation read: {mine}")
+    print(f"  a posted message reads back as {mine[-1]!r}")
+    srv.stop()
+
+
 def case_mpi(args):
     srv = Server(args, ["--step-delay", "0.03"], "mpi", np=3)
     cl = srv.client()
@@ -494,7 +536,7 @@ def case_mpi(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["client", "limits", "conversations", "mpi"])
+    ap.add_argument("case", choices=["client", "limits", "conversations", "redact", "mpi"])
     ap.add_argument("--llmpi", required=True)
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--agents", required=True)
