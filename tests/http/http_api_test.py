@@ -317,9 +317,10 @@ def wait_until(what, cond, within=10):
 
 
 def case_limits(args):
-    # 40 ms per engine step: a 12-token answer takes ~0.5 s, a 60-token one ~2.4 s
+    # 40 ms per engine step: a 12-token answer takes ~0.5 s, a 150-token one
+    # ~6 s, past the 3 s timeout
     srv = Server(args, ["--step-delay", "0.04", "--http-max-queue", "1",
-                        "--http-timeout", "1.2"], "limits")
+                        "--http-timeout", "3"], "limits")
     cl = srv.client()
     sent = {}
 
@@ -347,12 +348,12 @@ def case_limits(args):
 
     # past the timeout: 504, and the generation is cancelled
     e = expect_status(openai.APIStatusError, 504, lambda: cl.completions.create(
-        model="llmpi", prompt="int", max_tokens=60), "past --http-timeout")
+        model="llmpi", prompt="int", max_tokens=150), "past --http-timeout")
     tally("/v1/completions", 504)
 
     # a client that leaves mid-stream: its generation stops, its blocks return
     wait_until("idle", lambda: srv.get("/health")[2]["replicas"][0]["kv_blocks_used"] == 0)
-    stream = cl.completions.create(model="llmpi", prompt="int", max_tokens=60, stream=True)
+    stream = cl.completions.create(model="llmpi", prompt="int", max_tokens=150, stream=True)
     tally("/v1/completions", 200)  # the stream's answer had begun: 200
     it = iter(stream)
     next(it)
@@ -361,10 +362,12 @@ def case_limits(args):
     check(used > 0, "the streaming request holds KV blocks")
     t0 = time.time()
     stream.close()
+    # within 2 s: before both the answer's end (~6 s) and the server's own
+    # 3 s timeout, so only the disconnect can have freed them
     wait_until("blocks freed after the disconnect",
                lambda: srv.get("/health")[2]["replicas"][0]["kv_blocks_used"] == 0, within=2)
     print(f"  disconnect: {used} KV blocks freed in {time.time() - t0:.2f} s "
-          f"(the whole answer would take ~2.4 s)")
+          f"(the whole answer would take ~6 s)")
 
     st, hdrs, text = srv.get("/metrics")
     check(st == 200 and hdrs.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
@@ -477,7 +480,9 @@ def case_redact(args):
     streamed = "".join(c.choices[0].text for c in chunks if c.choices)
     check(streamed == text, f"streamed {streamed!r} != whole {text!r}")
     print(f"  completion {raw!r} goes out as {text!r}, streamed in {len(chunks)} events")
-    st, _, c = http("POST", srv.base + "/v1/conversations", {"scenario": "debate"})
+    # a router conversation waits for user messages (a two-agent one may
+    # have run to its last turn before the post arrives)
+    st, _, c = http("POST", srv.base + "/v1/conversations", {"scenario": "customer-service"})
     cid = c["id"]
     st, _, p = http("POST", f"{srv.base}/v1/conversations/{cid}/messages",
                     {"content": "write to jane.doe@example.org or call +1 415 555 0100"})
@@ -507,7 +512,8 @@ def case_mpi(args):
         want = generate(args, prompt, 10)
         check(r.choices[0].text == want, f"{prompt!r}: {r.choices[0].text!r} != {want!r}")
     print("  3 completions over 2 replica groups == llmpi generate")
-    stream = cl.completions.create(model="llmpi", prompt="int", max_tokens=50, stream=True)
+    # 200 tokens at 30 ms a step: ~6 s; the blocks must be back within 3 s
+    stream = cl.completions.create(model="llmpi", prompt="int", max_tokens=200, stream=True)
     it = iter(stream)
     next(it)
     next(it)
