@@ -152,3 +152,20 @@ extern "C" const struct ops *ops_cuda(void) {
     static const bool ok = init_backend();
     return ok ? &g_ops : NULL;
 }
+
+extern "C" int cuda_device_count(void) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError(); /* "no driver / no device" is not an op error */
+        return 0;
+    }
+    return count;
+}
+
+extern "C" int cuda_bind_device(int dev) {
+    if (cudaSetDevice(dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    return 0;
+}

@@ -24,6 +24,14 @@ extern "C" {
 const struct ops *ops_cuda(void);
 const char *cuda_last_error(void);
 
+/* GPUs this process can see (0 when none, or when the driver fails). */
+int cuda_device_count(void);
+/* Make GPU dev this process's device: call before ops_cuda(), whose stream
+ * and cuBLAS handle live on the device current at its first call. 0, or -1
+ * (the driver refused; cuda_last_error() is not set, this is not an op
+ * error). */
+int cuda_bind_device(int dev);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,18 +8,33 @@
 #include "ops_cuda.h"
 #endif
 
-static const struct ops *cuda_or_null(void) {
+/* The CUDA backend on GPU local_rank % count, or NULL when there is no
+ * usable GPU (or no CUDA in this build). */
+static const struct ops *cuda_or_null(int local_rank, int *gpu) {
 #ifdef LLMPI_HAVE_CUDA
-    return ops_cuda();
+    int n = cuda_device_count();
+    if (n <= 0) return NULL;
+    int dev = local_rank % n;
+    if (cuda_bind_device(dev)) return NULL;
+    const struct ops *o = ops_cuda();
+    if (o && gpu) *gpu = dev;
+    return o;
 #else
+    (void)local_rank;
+    (void)gpu;
     return NULL;
 #endif
 }
 
 const struct ops *backend_select(const char *device) {
+    return backend_select_rank(device, 0, NULL);
+}
+
+const struct ops *backend_select_rank(const char *device, int local_rank, int *gpu) {
+    if (gpu) *gpu = -1;
     if (strcmp(device, "cpu") == 0) return ops_cpu();
     if (strcmp(device, "cuda") == 0) {
-        const struct ops *o = cuda_or_null();
+        const struct ops *o = cuda_or_null(local_rank, gpu);
         if (!o) {
 #ifdef LLMPI_HAVE_CUDA
             err_set("--device cuda: no usable CUDA device found");
@@ -31,9 +46,9 @@ const struct ops *backend_select(const char *device) {
         return o;
     }
     if (strcmp(device, "auto") == 0) {
-        const struct ops *o = cuda_or_null();
+        const struct ops *o = cuda_or_null(local_rank, gpu);
         if (o) return o;
-        fprintf(stderr, "llmpi: no CUDA device, running on the CPU\n");
+        if (local_rank == 0) fprintf(stderr, "llmpi: no CUDA device, running on the CPU\n");
         return ops_cpu();
     }
     err_set("--device: unknown device '%s' (cpu, cuda or auto)", device);

@@ -6,7 +6,16 @@
 
 /* "cpu", "cuda" or "auto" (CUDA when this build has it and a GPU is present,
  * else CPU with a one-line notice on stderr). NULL + err_set when the named
- * device is unavailable. */
+ * device is unavailable. A single process: GPU 0 (or whichever
+ * CUDA_VISIBLE_DEVICES shows first). */
 const struct ops *backend_select(const char *device);
+
+/* The same for the rank that is local_rank-th on its node (topo.h): with
+ * CUDA the process first binds to GPU local_rank % (GPUs it can see), so
+ * the ranks of a node spread over its GPUs, sharing them round-robin when
+ * there are more ranks than GPUs. Must come before any other CUDA work of
+ * the process. *gpu (may be NULL) receives the GPU bound, -1 on the CPU.
+ * The "auto" notice is printed by local rank 0 only. */
+const struct ops *backend_select_rank(const char *device, int local_rank, int *gpu);
 
 #endif

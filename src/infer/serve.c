@@ -189,6 +189,23 @@ static int load_model(const struct serve_args *a, int with_params, int tp, int t
     return rc;
 }
 
+/* This rank's place among the replica ranks of its node, which picks its
+ * GPU: the coordinator (world rank 0) holds no model, so on its node the
+ * replica ranks count from the next one and the first replica takes GPU 0. */
+static int node_rank(int *local_rank) {
+    MPI_Comm node;
+    int world, lowest;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world);
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) !=
+        MPI_SUCCESS)
+        return err_set("finding the ranks of this node failed");
+    MPI_Comm_rank(node, local_rank); /* ordered by world rank (key 0) */
+    MPI_Allreduce(&world, &lowest, 1, MPI_INT, MPI_MIN, node);
+    if (lowest == 0 && world != 0) --*local_rank;
+    MPI_Comm_free(&node);
+    return 0;
+}
+
 int serve_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -222,7 +239,10 @@ int serve_main(int argc, char **argv) {
                        &gc) != MPI_SUCCESS)
         dist_fail("splitting the replica groups failed");
     failed = gc != MPI_COMM_NULL && comm_adopt(&group, gc, "replica") != 0;
+    int local_rank = 0; /* collective: every rank, failed or not */
+    failed = node_rank(&local_rank) != 0 || failed;
     failed = failed || load_model(&A, rank > 0 || size == 1, A.tp, tp_rank, &m) != 0;
+    m.local_rank = local_rank;
     dist_exit_if_any(failed, err_msg());
 
     int rc = 0;

@@ -49,6 +49,7 @@ struct serve_args {
 
 /* What every rank loaded: the model and its tokenizer. */
 struct serve_model {
+    int local_rank; /* place among the replica ranks of its node: its GPU */
     struct gpt2_config cfg;
     float *params; /* host, this rank's shard (freed once a replica holds it);
                       NULL on an MPI coordinator, which needs no weights */

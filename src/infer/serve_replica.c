@@ -33,7 +33,7 @@
 int serve_engine_create(struct serve_engine *se, struct serve_model *m,
                         const struct serve_args *a, const struct comm *tp) {
     memset(se, 0, sizeof *se);
-    const struct ops *ops = backend_select(a->device);
+    const struct ops *ops = backend_select_rank(a->device, m->local_rank, NULL);
     if (!ops) return -1;
     ops_cpu_set_threads(a->threads);
     se->dec = calloc(1, sizeof *se->dec);

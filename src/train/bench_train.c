@@ -193,7 +193,7 @@ static int setup(struct bench *b) {
     if (model_flags_resolve(&a->mf, 256, &b->cfg)) return -1;
     if (a->T > b->cfg.max_seq)
         return err_set("--seq %d exceeds the model's context %d", a->T, b->cfg.max_seq);
-    if (!(b->ops = backend_select(a->device))) return -1;
+    if (!(b->ops = backend_select_rank(a->device, b->topo.local_rank, NULL))) return -1;
     ops_cpu_set_threads(a->threads);
     if (gpt2_create_tp(&b->model, &b->cfg, b->ops, &b->topo.tp_group)) return -1;
     b->have_model = 1;

@@ -448,7 +448,7 @@ static int setup(struct run *r) {
         return err_set("--seq %d exceeds the model's context %d (raise --context)",
                        a->seq, cfg->max_seq);
     if (data_check_fits(data, a->data, a->batch, a->seq, a->eval_batches)) return -1;
-    r->ops = backend_select(a->device);
+    r->ops = backend_select_rank(a->device, r->topo.local_rank, NULL);
     if (!r->ops) return -1;
     ops_cpu_set_threads(a->threads);
     if (gpt2_create_tp(&r->model, cfg, r->ops, &r->topo.tp_group)) return -1;
