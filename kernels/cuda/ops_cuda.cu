@@ -169,3 +169,19 @@ extern "C" int cuda_bind_device(int dev) {
     }
     return 0;
 }
+
+extern "C" int cuda_device_info(char *name, int cap, int *cc_major, int *cc_minor,
+                                int *sm_count, int *clock_khz) {
+    int dev = 0;
+    cudaDeviceProp p;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(sm_count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(clock_khz, cudaDevAttrClockRate, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    snprintf(name, (size_t)cap, "%s", p.name);
+    *cc_major = p.major;
+    *cc_minor = p.minor;
+    return 0;
+}

@@ -31,6 +31,11 @@ int cuda_device_count(void);
  * (the driver refused; cuda_last_error() is not set, this is not an op
  * error). */
 int cuda_bind_device(int dev);
+/* The current device: its name (into name[0..cap)), compute capability,
+ * SM count and peak clock in kHz (peak_flops.h). 0, or -1 when the driver
+ * cannot say. */
+int cuda_device_info(char *name, int cap, int *cc_major, int *cc_minor, int *sm_count,
+                     int *clock_khz);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,26 @@ static const struct ops *cuda_or_null(int local_rank, int *gpu) {
 #endif
 }
 
+double backend_peak_flops(const struct ops *ops, enum peak_dtype dt, char *name, size_t cap) {
+    if (cap) snprintf(name, cap, "%s", ops->name);
+#ifdef LLMPI_HAVE_CUDA
+    if (strcmp(ops->name, "cuda") == 0) {
+        char gpu[256];
+        struct gpu_desc g = {.name = gpu};
+        if (cuda_device_info(gpu, (int)sizeof gpu, &g.cc_major, &g.cc_minor, &g.sm_count,
+                             &g.clock_khz))
+            return 0.0;
+        for (char *p = gpu; *p; p++) /* printable in JSON and logs as it is */
+            if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) *p = '?';
+        if (cap) snprintf(name, cap, "%s", gpu);
+        return peak_flops(&g, dt);
+    }
+#else
+    (void)dt;
+#endif
+    return 0.0;
+}
+
 const struct ops *backend_select(const char *device) {
     return backend_select_rank(device, 0, NULL);
 }

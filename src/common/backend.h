@@ -2,7 +2,10 @@
 #ifndef LLMPI_BACKEND_H
 #define LLMPI_BACKEND_H
 
+#include <stddef.h>
+
 #include "ops.h"
+#include "peak_flops.h"
 
 /* "cpu", "cuda" or "auto" (CUDA when this build has it and a GPU is present,
  * else CPU with a one-line notice on stderr). NULL + err_set when the named
@@ -17,5 +20,10 @@ const struct ops *backend_select(const char *device);
  * the process. *gpu (may be NULL) receives the GPU bound, -1 on the CPU.
  * The "auto" notice is printed by local rank 0 only. */
 const struct ops *backend_select_rank(const char *device, int local_rank, int *gpu);
+
+/* The peak FLOP/s in dtype dt of the device `ops` runs on (peak_flops.h),
+ * and the device's name into name[0..cap) (cap may be 0); 0 on the CPU or
+ * for a GPU whose peak is not known: then no MFU is reported. */
+double backend_peak_flops(const struct ops *ops, enum peak_dtype dt, char *name, size_t cap);
 
 #endif

@@ -20,6 +20,10 @@
  *          wpe; the tied wte counts once, as the LM head)
  *   + 12 L T C (attention scores and weighted sum, forward + backward, full
  *          T x T as computed, without the causal half)
+ *   MFU (CUDA)        model GFLOP/s per rank over one GPU's peak FLOP/s in
+ *                     the matmuls' dtype (fp32 today; peak_flops.h: NVIDIA's
+ *                     published dense figure, else derived from SMs x clock);
+ *                     null on the CPU or for an unknown GPU
  *   exposed communication, ms/step and share of the step: the time a rank
  *     spends blocked in communication that compute did not hide, for the
  *     rank where it is largest (with its TP / DP split), the sum of
@@ -298,6 +302,8 @@ struct report {
     double secs;               /* per step, the slowest rank */
     double tp_s, dp_s, comm_s; /* per step, the rank blocked longest */
     double tps, gflops, loss;  /* global */
+    double peak;               /* one device's peak FLOP/s (fp32); 0: unknown (CPU) */
+    char device[256];          /* its name */
 };
 
 /* Collective: the slowest rank's step time, and the breakdown of the rank
@@ -326,6 +332,9 @@ static struct report summarise(const struct bench *b, struct step_times t, doubl
                              12.0 * b->cfg.n_layer * (double)a->T * b->cfg.n_embd;
     r.gflops = flops_per_token * r.tps / 1e9;
     r.loss = loss;
+    /* MFU per rank: every rank drives one device. The matmuls run in fp32
+     * (the bf16 path is the CUDA issue's), so fp32's peak is the measure. */
+    r.peak = backend_peak_flops(b->ops, PEAK_FP32, r.device, sizeof r.device);
     return r;
 }
 
@@ -339,12 +348,17 @@ static void print_json(const struct bench *b, const struct report *r) {
            "\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"zero\":%d,\"bucket_mb\":%g,"
            "\"global_batch\":%d,\"tokens_per_s_per_rank\":%.1f,"
            "\"gflops_per_rank\":%.6g,\"comm_ms_per_step\":%.3f,\"comm_share\":%.6f,"
-           "\"tp_comm_ms_per_step\":%.3f,\"dp_comm_ms_per_step\":%.3f}\n",
+           "\"tp_comm_ms_per_step\":%.3f,\"dp_comm_ms_per_step\":%.3f,",
            b->ops->name, c->n_layer, c->n_embd, c->n_head, c->vocab_size, a->B, a->T,
            a->threads, b->model.full.total, a->steps, r->secs * 1e3, r->tps, r->gflops,
            r->loss, r->ranks, r->dp, r->tp, a->zero, a->bucket_mb, r->dp * a->B,
            r->tps / r->ranks, r->gflops / r->ranks, r->comm_s * 1e3, r->comm_s / r->secs,
            r->tp_s * 1e3, r->dp_s * 1e3);
+    if (r->peak > 0) /* a device name has no quotes or backslashes to escape */
+        printf("\"gpu\":\"%s\",\"peak_tflops\":%.6g,\"mfu\":%.6f}\n", r->device,
+               r->peak / 1e12, r->gflops / r->ranks * 1e9 / r->peak);
+    else
+        printf("\"peak_tflops\":null,\"mfu\":null}\n");
 }
 
 static void print_text(const struct bench *b, const struct report *r) {
@@ -353,6 +367,9 @@ static void print_text(const struct bench *b, const struct report *r) {
            "  %.1f ms/step  %.0f tokens/s  %.1f GFLOP/s (model FLOPs)\n",
            b->ops->name, b->cfg.n_layer, b->cfg.n_embd, b->model.full.total / 1e6, a->B,
            a->T, r->secs * 1e3, r->tps, r->gflops);
+    if (r->peak > 0)
+        printf("  MFU %.1f%% of one %s's fp32 peak (%.1f TFLOP/s) per rank\n",
+               100.0 * r->gflops / r->ranks * 1e9 / r->peak, r->device, r->peak / 1e12);
     if (r->ranks == 1) return;
     char th[32] = "default threads";
     if (a->threads)

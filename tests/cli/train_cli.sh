@@ -74,6 +74,8 @@ help)
 bench_json)
     "$LLMPI" bench train --model tiny --batch 2 --seq 32 --steps 2 --warmup-steps 1 --json > "$WORK/b.json"
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tokens_per_s']>0 and d['gflops']>0, d" "$WORK/b.json"
+    # MFU is reported against a GPU's peak: on the CPU both are null
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['device'] != 'cpu' or (d['mfu'] is None and d['peak_tflops'] is None), d" "$WORK/b.json"
     ;;
 *)
     fail "unknown case $CASE"
