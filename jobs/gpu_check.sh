@@ -57,6 +57,7 @@ fi
 step "benchmarks"
 B="$ROOT/build-gpu/llmpi"
 {
+  timeout 300 "$B" selftest --json
   timeout 60 "$B" bench train --device cuda --model gpt2 --vocab 50257 --batch 8 --seq 1024 --steps 10 --json
   timeout 60 "$B" bench generate --device cuda --model gpt2 --vocab 50257 --prompt-tokens 128 --tokens 128 --json
   timeout 60 "$B" bench generate --device cuda --model gpt2 --vocab 50257 --prompt-tokens 512 --tokens 128 --json

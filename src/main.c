@@ -15,6 +15,7 @@ static const char *usage = "usage: llmpi <command> [options]   (llmpi <command> 
                            "  serve     serve a checkpoint to agents (replica groups)\n"
                            "  convert   Hugging Face GPT-2 <-> llmpi checkpoint\n"
                            "  bench     benchmarks: train, comm, tokenizer, generate, serve\n"
+                           "  selftest  check this machine's CUDA backend against the CPU\n"
                            "\n"
                            "  --version  print the version\n";
 
@@ -38,6 +39,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "serve")) return serve_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return convert_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return bench_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "selftest")) return selftest_main(argc - 1, argv + 1);
     fprintf(stderr, "llmpi: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

@@ -9,6 +9,7 @@ int convert_main(int argc, char **argv);   /* src/train/convert.c */
 int generate_main(int argc, char **argv);  /* src/infer/generate.c */
 int serve_main(int argc, char **argv);     /* src/infer/serve.c */
 int bench_main(int argc, char **argv);     /* src/train/bench.c */
+int selftest_main(int argc, char **argv);  /* src/train/selftest.c */
 int bench_train_main(int argc, char **argv);
 int bench_tokenizer_main(int argc, char **argv); /* src/train/bench_tokenizer.c */
 int bench_generate_main(int argc, char **argv);  /* src/infer/bench_generate.c */

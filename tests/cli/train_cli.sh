@@ -71,6 +71,18 @@ help)
     "$LLMPI" bench train --help | grep -q -- "--json"
     expect_error "unknown command" "$LLMPI" frobnicate
     ;;
+selftest)
+    # without a GPU: a notice and status 0 (the checks themselves are
+    # tested on the CPU in test_backend_check); bad input: status 1
+    "$LLMPI" selftest --help | grep -q -- "--quick"
+    "$LLMPI" selftest --quick > "$WORK/s.txt"
+    cat "$WORK/s.txt"
+    if ! grep -q "GPU checks are skipped" "$WORK/s.txt"; then
+        grep -q "checks: .* passed, 0 failed" "$WORK/s.txt" || fail "selftest on a GPU failed"
+    fi
+    expect_error "unknown option '--bogus'" "$LLMPI" selftest --bogus
+    expect_error "--steps" "$LLMPI" selftest --steps 0
+    ;;
 bench_json)
     "$LLMPI" bench train --model tiny --batch 2 --seq 32 --steps 2 --warmup-steps 1 --json > "$WORK/b.json"
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tokens_per_s']>0 and d['gflops']>0, d" "$WORK/b.json"

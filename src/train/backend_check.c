@@ -1,0 +1,443 @@
+/* src/train/backend_check.c — one op backend against another (see
+ * backend_check.h). The shapes are the ones the GPU suite has always used:
+ * a regular one, then odd sizes, and for attention both the training
+ * layout (packed q|k|v, Tq = Tk) and the decode layout (Tq < Tk).
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_check.h"
+#include "err.h"
+#include "gpt2.h"
+#include "optim.h"
+#include "rng.h"
+
+#define TOL 1e-4       /* fp32 ops: the order of summation differs */
+#define TOL_SUMSQ 1e-6 /* a sum of squares in double on both sides */
+#define TOL_LOSS 1e-3  /* a whole model over 20 steps */
+
+struct ck {
+    const struct ops *ref, *dut;
+    struct rng r;
+    struct check_report *rep;
+    int oom;
+};
+
+/* A tensor on both backends with its host values. */
+struct pair {
+    float *h, *a, *b; /* host, ref, dut */
+    size_t n;
+};
+
+static struct pair mk(struct ck *k, size_t n, float scale) {
+    struct pair p = {malloc(n * sizeof(float)), k->ref->alloc(n * 4),
+                     k->dut->alloc(n * 4), n};
+    if (!p.h || !p.a || !p.b) {
+        k->oom = 1;
+        return p;
+    }
+    for (size_t i = 0; i < n; i++)
+        p.h[i] = (float)(scale * (2.0 * rng_uniform(&k->r) - 1.0));
+    k->ref->upload(p.a, p.h, n * 4);
+    k->dut->upload(p.b, p.h, n * 4);
+    return p;
+}
+
+static void drop(struct ck *k, struct pair *p) {
+    free(p->h);
+    if (p->a) k->ref->free(p->a);
+    if (p->b) k->dut->free(p->b);
+    memset(p, 0, sizeof *p);
+}
+
+static int32_t *tokens_on(struct ck *k, const struct ops *o, const int32_t *h, size_t n) {
+    int32_t *d = o->alloc(n * 4);
+    if (!d)
+        k->oom = 1;
+    else
+        o->upload(d, h, n * 4);
+    return d;
+}
+
+static void add(struct ck *k, const char *what, const char *shape, double err,
+                double tol) {
+    struct check_report *rep = k->rep;
+    if (rep->n == rep->cap) {
+        int cap = rep->cap ? 2 * rep->cap : 64;
+        struct check_result *r = realloc(rep->r, (size_t)cap * sizeof *r);
+        if (!r) {
+            k->oom = 1;
+            return;
+        }
+        rep->r = r;
+        rep->cap = cap;
+    }
+    struct check_result *x = &rep->r[rep->n++];
+    snprintf(x->what, sizeof x->what, "%s", what);
+    snprintf(x->shape, sizeof x->shape, "%s", shape);
+    x->err = err;
+    x->tol = tol;
+    x->pass = err <= tol; /* NaN fails */
+}
+
+/* max|dut - ref| / max|ref| once both are done, recorded as a check. */
+static void compare(struct ck *k, const struct pair *p, const char *what,
+                    const char *shape) {
+    if (k->oom) return;
+    float *a = malloc(p->n * 4), *b = malloc(p->n * 4);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        k->oom = 1;
+        return;
+    }
+    k->dut->sync();
+    k->ref->download(a, p->a, p->n * 4);
+    k->dut->download(b, p->b, p->n * 4);
+    double num = 0.0, den = 1e-30;
+    for (size_t i = 0; i < p->n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= num)) num = d; /* a NaN sticks */
+        if (fabs(a[i]) > den) den = fabs(a[i]);
+    }
+    free(a);
+    free(b);
+    add(k, what, shape, num / den, TOL);
+}
+
+static void embedding(struct ck *k) {
+    static const int shapes[][6] = {{2, 16, 64, 0, 0, 256}, {3, 37, 33, 5, 100, 77}};
+    for (int s = 0; s < 2 && !k->oom; s++) {
+        int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], pos0 = shapes[s][3];
+        int v0 = shapes[s][4], V = shapes[s][5];
+        char sh[48];
+        snprintf(sh, sizeof sh, "B=%d T=%d C=%d V=%d", B, T, C, V);
+        size_t N = (size_t)B * T;
+        int32_t *tok = malloc(N * 4);
+        if (!tok) {
+            k->oom = 1;
+            return;
+        }
+        for (size_t i = 0; i < N; i++)
+            tok[i] = (int32_t)(rng_u64(&k->r) % (uint64_t)(v0 + V + 20));
+        int32_t *ta = tokens_on(k, k->ref, tok, N), *tb = tokens_on(k, k->dut, tok, N);
+        struct pair wte = mk(k, (size_t)V * C, 1), wpe = mk(k, (size_t)(pos0 + T) * C, 1);
+        struct pair out = mk(k, N * C, 0), dout = mk(k, N * C, 1);
+        if (!k->oom) {
+            k->ref->embedding_fwd(out.a, ta, wte.a, wpe.a, B, T, C, pos0, v0, V);
+            k->dut->embedding_fwd(out.b, tb, wte.b, wpe.b, B, T, C, pos0, v0, V);
+            compare(k, &out, "embedding forward", sh);
+            k->ref->embedding_bwd(wte.a, wpe.a, dout.a, ta, B, T, C, pos0, v0, V);
+            k->dut->embedding_bwd(wte.b, wpe.b, dout.b, tb, B, T, C, pos0, v0, V);
+            compare(k, &wte, "embedding dwte", sh);
+            compare(k, &wpe, "embedding dwpe", sh);
+        }
+        drop(k, &wte);
+        drop(k, &wpe);
+        drop(k, &out);
+        drop(k, &dout);
+        if (ta) k->ref->free(ta);
+        if (tb) k->dut->free(tb);
+        free(tok);
+    }
+}
+
+static void layernorm(struct ck *k) {
+    static const int shapes[][2] = {{64, 128}, {37, 33}, {5, 1000}};
+    for (int s = 0; s < 3 && !k->oom; s++) {
+        int N = shapes[s][0], C = shapes[s][1];
+        char sh[48];
+        snprintf(sh, sizeof sh, "N=%d C=%d", N, C);
+        struct pair x = mk(k, (size_t)N * C, 2), w = mk(k, C, 1), b = mk(k, C, 1);
+        struct pair out = mk(k, (size_t)N * C, 0), mean = mk(k, N, 0), rstd = mk(k, N, 0);
+        struct pair dout = mk(k, (size_t)N * C, 1), dx = mk(k, (size_t)N * C, 1);
+        struct pair dw = mk(k, C, 1), db = mk(k, C, 1);
+        if (!k->oom) {
+            k->ref->layernorm_fwd(out.a, mean.a, rstd.a, x.a, w.a, b.a, N, C);
+            k->dut->layernorm_fwd(out.b, mean.b, rstd.b, x.b, w.b, b.b, N, C);
+            compare(k, &out, "layernorm forward", sh);
+            compare(k, &rstd, "layernorm rstd", sh);
+            k->ref->layernorm_bwd(dx.a, dw.a, db.a, dout.a, x.a, w.a, mean.a, rstd.a, N,
+                                  C);
+            k->dut->layernorm_bwd(dx.b, dw.b, db.b, dout.b, x.b, w.b, mean.b, rstd.b, N,
+                                  C);
+            compare(k, &dx, "layernorm dinp", sh);
+            compare(k, &dw, "layernorm dw", sh);
+            compare(k, &db, "layernorm db", sh);
+        }
+        struct pair *all[] = {&x, &w, &b, &out, &mean, &rstd, &dout, &dx, &dw, &db};
+        for (int i = 0; i < 10; i++)
+            drop(k, all[i]);
+    }
+}
+
+static void matmul(struct ck *k) {
+    static const int shapes[][3] = {
+        {128, 64, 192}, {37, 33, 29}, {5, 7, 3}, {256, 384, 1536}};
+    for (int s = 0; s < 4 && !k->oom; s++) {
+        int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+        for (int bias = 0; bias < 2 && !k->oom; bias++) {
+            char sh[48];
+            snprintf(sh, sizeof sh, "N=%d C=%d OC=%d%s", N, C, OC, bias ? " +bias" : "");
+            struct pair x = mk(k, (size_t)N * C, 1), w = mk(k, (size_t)OC * C, 1),
+                        b = mk(k, OC, 1);
+            struct pair out = mk(k, (size_t)N * OC, 0), dout = mk(k, (size_t)N * OC, 1);
+            struct pair dx = mk(k, (size_t)N * C, 1), dw = mk(k, (size_t)OC * C, 1),
+                        db = mk(k, OC, 1);
+            if (!k->oom) {
+                k->ref->matmul_fwd(out.a, x.a, w.a, bias ? b.a : NULL, N, C, OC);
+                k->dut->matmul_fwd(out.b, x.b, w.b, bias ? b.b : NULL, N, C, OC);
+                compare(k, &out, "matmul forward", sh);
+                k->ref->matmul_bwd(dx.a, dw.a, bias ? db.a : NULL, dout.a, x.a, w.a, N, C,
+                                   OC);
+                k->dut->matmul_bwd(dx.b, dw.b, bias ? db.b : NULL, dout.b, x.b, w.b, N, C,
+                                   OC);
+                compare(k, &dx, "matmul dinp", sh);
+                compare(k, &dw, "matmul dw", sh);
+                if (bias) compare(k, &db, "matmul dbias", sh);
+            }
+            struct pair *all[] = {&x, &w, &b, &out, &dout, &dx, &dw, &db};
+            for (int i = 0; i < 8; i++)
+                drop(k, all[i]);
+        }
+    }
+}
+
+/* Training layout (packed qkv, Tq = Tk) and decode layout (Tq < Tk). */
+static void attention(struct ck *k) {
+    static const int shapes[][5] = {
+        {2, 64, 64, 4, 16}, {3, 37, 37, 3, 11}, {2, 1, 29, 2, 8}, {1, 5, 70, 5, 64}};
+    for (int s = 0; s < 4 && !k->oom; s++) {
+        int B = shapes[s][0], Tq = shapes[s][1], Tk = shapes[s][2], NH = shapes[s][3];
+        int HS = shapes[s][4], C = NH * HS;
+        int packed = Tq == Tk;
+        int qs = packed ? 3 * C : C, ks = packed ? 3 * C : 2 * C;
+        char sh[48];
+        snprintf(sh, sizeof sh, "B=%d Tq=%d Tk=%d NH=%d HS=%d", B, Tq, Tk, NH, HS);
+        struct pair q = mk(k, (size_t)B * Tq * qs, 1), kv = mk(k, (size_t)B * Tk * ks, 1);
+        struct pair out = mk(k, (size_t)B * Tq * C, 0),
+                    probs = mk(k, (size_t)B * NH * Tq * Tk, 0);
+        struct pair dout = mk(k, (size_t)B * Tq * C, 1);
+        struct pair dq = mk(k, q.n, 1), dkv = mk(k, kv.n, 1);
+        if (!k->oom) {
+            /* packed: q, k, v all inside q's buffer; else k|v packed in kv */
+            float *ka = packed ? q.a + C : kv.a, *kb = packed ? q.b + C : kv.b;
+            float *va = packed ? q.a + 2 * C : kv.a + C,
+                  *vb = packed ? q.b + 2 * C : kv.b + C;
+            float *dka = packed ? dq.a + C : dkv.a, *dkb = packed ? dq.b + C : dkv.b;
+            float *dva = packed ? dq.a + 2 * C : dkv.a + C,
+                  *dvb = packed ? dq.b + 2 * C : dkv.b + C;
+            k->ref->attention_fwd(out.a, probs.a, q.a, ka, va, B, Tq, Tk, NH, HS, qs, ks);
+            k->dut->attention_fwd(out.b, probs.b, q.b, kb, vb, B, Tq, Tk, NH, HS, qs, ks);
+            compare(k, &out, "attention forward", sh);
+            compare(k, &probs, "attention probs", sh);
+            k->ref->attention_bwd(dq.a, dka, dva, dout.a, probs.a, q.a, ka, va, B, Tq, Tk,
+                                  NH, HS, qs, ks);
+            k->dut->attention_bwd(dq.b, dkb, dvb, dout.b, probs.b, q.b, kb, vb, B, Tq, Tk,
+                                  NH, HS, qs, ks);
+            compare(k, &dq, packed ? "attention dqkv" : "attention dq", sh);
+            if (!packed) compare(k, &dkv, "attention dk|dv", sh);
+        }
+        struct pair *all[] = {&q, &kv, &out, &probs, &dout, &dq, &dkv};
+        for (int i = 0; i < 7; i++)
+            drop(k, all[i]);
+    }
+}
+
+static void elementwise(struct ck *k) {
+    static const size_t sizes[] = {1000, 4097, 12345};
+    for (int s = 0; s < 3 && !k->oom; s++) {
+        size_t n = sizes[s];
+        char sh[48];
+        snprintf(sh, sizeof sh, "n=%zu", n);
+        struct pair a = mk(k, n, 4), b = mk(k, n, 1), out = mk(k, n, 0),
+                    dout = mk(k, n, 1);
+        struct pair da = mk(k, n, 1), db = mk(k, n, 1);
+        if (!k->oom) {
+            k->ref->gelu_fwd(out.a, a.a, n);
+            k->dut->gelu_fwd(out.b, a.b, n);
+            compare(k, &out, "gelu forward", sh);
+            k->ref->gelu_bwd(da.a, dout.a, a.a, n);
+            k->dut->gelu_bwd(da.b, dout.b, a.b, n);
+            compare(k, &da, "gelu backward", sh);
+            k->ref->residual_fwd(out.a, a.a, b.a, n);
+            k->dut->residual_fwd(out.b, a.b, b.b, n);
+            compare(k, &out, "residual forward", sh);
+            k->ref->residual_bwd(da.a, db.a, dout.a, n);
+            k->dut->residual_bwd(da.b, db.b, dout.b, n);
+            compare(k, &da, "residual da", sh);
+            compare(k, &db, "residual db", sh);
+            double sa = k->ref->sumsq(a.a, n), sb = k->dut->sumsq(a.b, n);
+            add(k, "sumsq", sh, fabs(sa - sb) / sa, TOL_SUMSQ);
+            k->ref->scale(a.a, n, 0.37f);
+            k->dut->scale(a.b, n, 0.37f);
+            compare(k, &a, "scale", sh);
+        }
+        struct pair *all[] = {&a, &b, &out, &dout, &da, &db};
+        for (int i = 0; i < 6; i++)
+            drop(k, all[i]);
+    }
+}
+
+static void cross_entropy(struct ck *k) {
+    static const int shapes[][2] = {{64, 256}, {37, 50257}, {3, 33}};
+    for (int s = 0; s < 3 && !k->oom; s++) {
+        int N = shapes[s][0], V = shapes[s][1];
+        char sh[48];
+        snprintf(sh, sizeof sh, "N=%d V=%d", N, V);
+        int32_t *tgt = malloc((size_t)N * 4);
+        if (!tgt) {
+            k->oom = 1;
+            return;
+        }
+        for (int i = 0; i < N; i++) /* row 1 is ignored (-1) */
+            tgt[i] = i == 1 ? -1 : (int32_t)(rng_u64(&k->r) % (uint64_t)V);
+        int32_t *ta = tokens_on(k, k->ref, tgt, N), *tb = tokens_on(k, k->dut, tgt, N);
+        struct pair z = mk(k, (size_t)N * V, 5), loss = mk(k, N, 0), dloss = mk(k, N, 1);
+        if (!k->oom) {
+            k->ref->xent_fwd(loss.a, z.a, ta, N, V);
+            k->dut->xent_fwd(loss.b, z.b, tb, N, V);
+            compare(k, &loss, "cross-entropy forward", sh);
+            k->ref->xent_bwd_inplace(z.a, ta, dloss.a, N, V);
+            k->dut->xent_bwd_inplace(z.b, tb, dloss.b, N, V);
+            compare(k, &z, "cross-entropy backward", sh);
+        }
+        drop(k, &z);
+        drop(k, &loss);
+        drop(k, &dloss);
+        if (ta) k->ref->free(ta);
+        if (tb) k->dut->free(tb);
+        free(tgt);
+    }
+}
+
+static void optimizers(struct ck *k) {
+    static const char *const names[] = {"sgd", "adam", "adamw"};
+    size_t n = 10007;
+    for (int kind = 0; kind < 3 && !k->oom; kind++) {
+        char what[64], sh[48];
+        snprintf(sh, sizeof sh, "n=%zu, 3 steps", n);
+        struct pair p = mk(k, n, 1), m = mk(k, n, 0), v = mk(k, n, 0);
+        for (int t = 1; t <= 3 && !k->oom; t++) {
+            struct pair g = mk(k, n, 1);
+            if (!k->oom && kind == 0) {
+                k->ref->sgd_update(p.a, g.a, m.a, n, 0.1f, 0.9f, 0.01f);
+                k->dut->sgd_update(p.b, g.b, m.b, n, 0.1f, 0.9f, 0.01f);
+            } else if (!k->oom) {
+                k->ref->adam_update(p.a, g.a, m.a, v.a, n, 1e-2f, 0.9f, 0.95f, 1e-8f,
+                                    0.1f, t, kind == 2);
+                k->dut->adam_update(p.b, g.b, m.b, v.b, n, 1e-2f, 0.9f, 0.95f, 1e-8f,
+                                    0.1f, t, kind == 2);
+            }
+            drop(k, &g);
+        }
+        snprintf(what, sizeof what, "%s params", names[kind]);
+        compare(k, &p, what, sh);
+        snprintf(what, sizeof what, "%s first moment", names[kind]);
+        compare(k, &m, what, sh);
+        drop(k, &p);
+        drop(k, &m);
+        drop(k, &v);
+    }
+}
+
+int backend_check_ops(const struct ops *ref, const struct ops *dut,
+                      struct check_report *rep) {
+    struct ck k = {.ref = ref, .dut = dut, .rep = rep};
+    rng_seed(&k.r, 1234);
+    embedding(&k);
+    layernorm(&k);
+    matmul(&k);
+    attention(&k);
+    elementwise(&k);
+    cross_entropy(&k);
+    optimizers(&k);
+    return k.oom ? err_set("out of memory checking the ops") : 0;
+}
+
+/* `steps` AdamW steps of a whole model on each backend from the same
+ * weights and batches; the largest relative loss difference. */
+static int loss_curve(struct ck *k, const char *preset, int B, int T, int steps) {
+    struct gpt2_config cfg;
+    if (model_preset(preset, &cfg)) return -1;
+    cfg.vocab_size = 256;
+    struct gpt2 ma = {0}, mb = {0};
+    struct optim oa = {0}, ob = {0};
+    float *w = NULL;
+    int32_t *tok = NULL;
+    int rc = -1, have_a = 0, have_b = 0, have_oa = 0, have_ob = 0;
+    if (gpt2_create(&ma, &cfg, k->ref)) goto out;
+    have_a = 1;
+    if (gpt2_create(&mb, &cfg, k->dut)) goto out;
+    have_b = 1;
+    size_t n = (size_t)B * T;
+    w = malloc(ma.table.total * sizeof(float));
+    tok = malloc((n + 1) * 4);
+    if (!w || !tok) {
+        err_set("out of memory");
+        goto out;
+    }
+    param_init(&ma.table, &cfg, w, 5);
+    gpt2_set_params(&ma, w);
+    gpt2_set_params(&mb, w);
+    struct optim_config oc = {OPTIM_ADAMW, 0.1f, 0.0f, 0.9f, 0.95f, 1e-8f};
+    if (optim_create(&oa, &oc, &ma)) goto out;
+    have_oa = 1;
+    if (optim_create(&ob, &oc, &mb)) goto out;
+    have_ob = 1;
+    double worst = 0.0;
+    for (int s = 0; s < steps; s++) {
+        /* a learnable stream: a noisy repeating pattern */
+        for (size_t i = 0; i <= n; i++)
+            tok[i] =
+                (int32_t)((i * 7 + (size_t)s) % 61 + (rng_u64(&k->r) % 4 == 0 ? 100 : 0));
+        double la, lb;
+        if (gpt2_forward(&ma, tok, tok + 1, B, T, &la) ||
+            gpt2_forward(&mb, tok, tok + 1, B, T, &lb) || gpt2_backward(&ma) ||
+            gpt2_backward(&mb))
+            goto out;
+        double d = fabs(la - lb) / la;
+        if (!(d <= worst)) worst = d;
+        optim_clip_grads(&ma, 1.0);
+        optim_clip_grads(&mb, 1.0);
+        optim_step(&oa, &ma, 1e-3f);
+        optim_step(&ob, &mb, 1e-3f);
+    }
+    char what[64], sh[48];
+    snprintf(what, sizeof what, "%s loss curve", preset);
+    snprintf(sh, sizeof sh, "B=%d T=%d, %d AdamW steps", B, T, steps);
+    add(k, what, sh, worst, TOL_LOSS);
+    rc = k->oom ? err_set("out of memory") : 0;
+out:
+    if (have_oa) optim_destroy(&oa);
+    if (have_ob) optim_destroy(&ob);
+    if (have_a) gpt2_destroy(&ma);
+    if (have_b) gpt2_destroy(&mb);
+    free(w);
+    free(tok);
+    return rc;
+}
+
+int backend_check_models(const struct ops *ref, const struct ops *dut, int steps,
+                         int quick, struct check_report *rep) {
+    struct ck k = {.ref = ref, .dut = dut, .rep = rep};
+    rng_seed(&k.r, 4321);
+    if (loss_curve(&k, "tiny", 4, 64, steps)) return -1;
+    if (!quick && loss_curve(&k, "gpt2-mini", 4, 128, steps)) return -1;
+    return 0;
+}
+
+void check_report_free(struct check_report *rep) {
+    free(rep->r);
+    memset(rep, 0, sizeof *rep);
+}
+
+int check_report_failures(const struct check_report *rep) {
+    int n = 0;
+    for (int i = 0; i < rep->n; i++)
+        n += !rep->r[i].pass;
+    return n;
+}
