@@ -22,6 +22,7 @@
 #include "err.h"
 #include "gen.h"
 #include "kvcache.h"
+#include "model_flags.h"
 #include "rng.h"
 #include "sampler.h"
 #include "subcommands.h"
@@ -34,11 +35,7 @@ static const char *bench_help =
     "tokens/s. Random weights for --model, or a checkpoint's with --ckpt. The\n"
     "vocabulary defaults to 256 (byte-level, as `llmpi bench train`); --vocab\n"
     "50257 gives GPT-2's.\n"
-    "\n"
-    "  --model PRESET       tiny, gpt2-mini, gpt2, gpt2-medium, gpt2-large,\n"
-    "                       gpt2-xl (default gpt2-mini)\n"
-    "  --layers N --heads N --width N --context N --vocab N\n"
-    "                       override the preset's shape\n"
+    "\n" MODEL_FLAGS_HELP
     "  --ckpt FILE          a checkpoint's model instead of random weights\n"
     "  --prompt-tokens P    prompt length (default 64)\n"
     "  --tokens N           timed decode steps (default 64); P + N <= context\n"
@@ -48,14 +45,13 @@ static const char *bench_help =
     "  --json               print one JSON object instead of text\n";
 
 struct bench_args {
-    const char *preset, *ckpt, *device;
-    int layers, heads, width, context, vocab;
+    struct model_flags mf;
+    const char *ckpt, *device;
     int prompt, tokens, runs, threads, json;
 };
 
 static int parse(int argc, char **argv, struct bench_args *a) {
     memset(a, 0, sizeof *a);
-    a->preset = "gpt2-mini";
     a->device = "cpu";
     a->prompt = 64;
     a->tokens = 64;
@@ -66,24 +62,15 @@ static int parse(int argc, char **argv, struct bench_args *a) {
             a->json = 1;
             continue;
         }
+        int mf = model_flags_parse(&a->mf, argc, argv, &i);
+        if (mf < 0) return -1;
+        if (mf) continue;
         if (!(v = args_value(argc, argv, &i))) return -1;
         int *ip = NULL;
-        if (!strcmp(f, "--model"))
-            a->preset = v;
-        else if (!strcmp(f, "--ckpt"))
+        if (!strcmp(f, "--ckpt"))
             a->ckpt = v;
         else if (!strcmp(f, "--device"))
             a->device = v;
-        else if (!strcmp(f, "--layers"))
-            ip = &a->layers;
-        else if (!strcmp(f, "--heads"))
-            ip = &a->heads;
-        else if (!strcmp(f, "--width"))
-            ip = &a->width;
-        else if (!strcmp(f, "--context"))
-            ip = &a->context;
-        else if (!strcmp(f, "--vocab"))
-            ip = &a->vocab;
         else if (!strcmp(f, "--prompt-tokens"))
             ip = &a->prompt;
         else if (!strcmp(f, "--tokens"))
@@ -103,19 +90,13 @@ static int parse(int argc, char **argv, struct bench_args *a) {
 static int load_model(const struct bench_args *a, struct gpt2_config *cfg,
                       float **params) {
     if (a->ckpt) {
-        if (a->layers || a->heads || a->width || a->context || a->vocab)
+        if (model_flags_any_shape(&a->mf))
             return err_set(
                 "--ckpt fixes the model's shape: drop --layers/--heads/--width/"
                 "--context/--vocab");
         return ckpt_load_model(a->ckpt, cfg, params, NULL);
     }
-    if (model_preset(a->preset, cfg)) return -1;
-    cfg->vocab_size = a->vocab ? a->vocab : 256;
-    if (a->layers) cfg->n_layer = a->layers;
-    if (a->heads) cfg->n_head = a->heads;
-    if (a->width) cfg->n_embd = a->width;
-    if (a->context) cfg->max_seq = a->context;
-    if (model_config_check(cfg)) return -1;
+    if (model_flags_resolve(&a->mf, 256, cfg)) return -1;
     struct param_table t;
     if (param_table_build(cfg, &t)) return -1;
     *params = malloc(t.total * sizeof **params);

@@ -40,6 +40,7 @@
 #include "comm.h"
 #include "dist.h"
 #include "err.h"
+#include "model_flags.h"
 #include "rng.h"
 #include "serve.h"
 #include "serve_mpi.h"
@@ -92,8 +93,8 @@ static const char *bench_help =
     "  --csv FILE           one CSV row per run\n";
 
 struct bench_args {
-    const char *preset, *ckpt, *device, *balance, *weights, *csv;
-    int layers, heads, width, context, vocab;
+    struct model_flags mf;
+    const char *ckpt, *device, *balance, *weights, *csv;
     int requests, concurrency, p_lo, p_hi, g_lo, g_hi;
     double rate; /* requests/s; INFINITY: all at t = 0 */
     uint64_t seed;
@@ -152,7 +153,6 @@ static int parse_slow(const char *v, struct bench_args *a) {
 
 static int parse(int argc, char **argv, struct bench_args *a) {
     memset(a, 0, sizeof *a);
-    a->preset = "gpt2-mini";
     a->device = "cpu";
     a->balance = NULL; /* default: see bench_help */
     a->requests = 64;
@@ -173,11 +173,12 @@ static int parse(int argc, char **argv, struct bench_args *a) {
             a->baseline = 0;
             continue;
         }
+        int mf = model_flags_parse(&a->mf, argc, argv, &i);
+        if (mf < 0) return -1;
+        if (mf) continue;
         static const char *const with_value[] = {
-            "--model",         "--ckpt",       "--device",
-            "--balance",       "--weights",    "--csv",
-            "--layers",        "--heads",      "--width",
-            "--context",       "--vocab",      "--requests",
+            "--ckpt",          "--device",     "--balance",
+            "--weights",       "--csv",        "--requests",
             "--concurrency",   "--threads",    "--max-batch-tokens",
             "--seed",          "--rate",       "--kv-cache-mb",
             "--prompt-tokens", "--gen-tokens", "--slow-replica"};
@@ -189,9 +190,7 @@ static int parse(int argc, char **argv, struct bench_args *a) {
         if (!(v = args_value(argc, argv, &i))) return -1;
         int *ip = NULL, lo = 1, hi = 1 << 20;
         float x;
-        if (!strcmp(f, "--model"))
-            a->preset = v;
-        else if (!strcmp(f, "--ckpt"))
+        if (!strcmp(f, "--ckpt"))
             a->ckpt = v;
         else if (!strcmp(f, "--device"))
             a->device = v;
@@ -201,16 +200,6 @@ static int parse(int argc, char **argv, struct bench_args *a) {
             a->weights = v;
         else if (!strcmp(f, "--csv"))
             a->csv = v;
-        else if (!strcmp(f, "--layers"))
-            ip = &a->layers;
-        else if (!strcmp(f, "--heads"))
-            ip = &a->heads;
-        else if (!strcmp(f, "--width"))
-            ip = &a->width;
-        else if (!strcmp(f, "--context"))
-            ip = &a->context;
-        else if (!strcmp(f, "--vocab"))
-            ip = &a->vocab;
         else if (!strcmp(f, "--requests"))
             ip = &a->requests;
         else if (!strcmp(f, "--concurrency"))
@@ -285,7 +274,7 @@ static int load_model(const struct bench_args *a, int with_params,
                       struct serve_model *m) {
     memset(m, 0, sizeof *m);
     if (a->ckpt) {
-        if (a->layers || a->heads || a->width || a->context || a->vocab)
+        if (model_flags_any_shape(&a->mf))
             return err_set(
                 "--ckpt fixes the model's shape: drop --layers/--heads/--width/"
                 "--context/--vocab");
@@ -293,13 +282,8 @@ static int load_model(const struct bench_args *a, int with_params,
                            : ckpt_read_config(a->ckpt, &m->cfg);
     }
     struct gpt2_config *cfg = &m->cfg;
-    if (model_preset(a->preset, cfg)) return -1;
-    if (a->vocab) cfg->vocab_size = a->vocab;
-    if (a->layers) cfg->n_layer = a->layers;
-    if (a->heads) cfg->n_head = a->heads;
-    if (a->width) cfg->n_embd = a->width;
-    if (a->context) cfg->max_seq = a->context;
-    if (model_config_check(cfg)) return -1;
+    /* the preset's vocabulary (GPT-2's 50257) unless --vocab */
+    if (model_flags_resolve(&a->mf, 0, cfg)) return -1;
     if (!with_params) return 0;
     struct param_table t;
     if (param_table_build(cfg, &t)) return -1;

@@ -1,4 +1,4 @@
-/* src/train/model_flags.c — --model and shape overrides. */
+/* src/common/model_flags.c — --model and shape overrides. */
 #include <string.h>
 
 #include "args.h"
@@ -29,6 +29,10 @@ int model_flags_parse(struct model_flags *f, int argc, char **argv, int *i) {
     const char *v = args_value(argc, argv, i);
     if (!v || args_int(flag, v, 1, 1 << 20, target)) return -1;
     return 1;
+}
+
+int model_flags_any_shape(const struct model_flags *f) {
+    return f->layers || f->heads || f->width || f->context || f->vocab;
 }
 
 int model_flags_resolve(const struct model_flags *f, int default_vocab,

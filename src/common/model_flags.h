@@ -1,5 +1,6 @@
-/* src/train/model_flags.h — the model-shape flags shared by `train` and
- * `bench train`: --model PRESET and its overrides. */
+/* src/common/model_flags.h — the model-shape flags shared by `train`,
+ * `bench train`, `bench generate` and `bench serve`: --model PRESET and its
+ * overrides. */
 #ifndef LLMPI_MODEL_FLAGS_H
 #define LLMPI_MODEL_FLAGS_H
 
@@ -24,5 +25,9 @@ int model_flags_parse(struct model_flags *f, int argc, char **argv, int *i);
  * preset's vocabulary unless --vocab was given (byte-level data: 256). */
 int model_flags_resolve(const struct model_flags *f, int default_vocab,
                         struct gpt2_config *cfg);
+
+/* 1 when a shape override (--layers --heads --width --context --vocab) was
+ * given: a checkpoint fixes the shape, so those cannot go with --ckpt. */
+int model_flags_any_shape(const struct model_flags *f);
 
 #endif
