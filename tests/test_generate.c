@@ -25,6 +25,7 @@
 #include "kvcache.h"
 #include "sampler.h"
 #include "stopstr.h"
+#include "model_fixture.h"
 
 #define TOL 1e-5
 
@@ -37,25 +38,6 @@ static double rel_err(const float *a, const float *ref, size_t n) {
         md = d > md ? d : md;
     }
     return md / (mx > 1e-6 ? mx : 1e-6);
-}
-
-/* A model with random weights: param_init, then matrices scaled by `scale`. */
-static float *random_params(const struct gpt2_config *cfg, struct param_table *t,
-                            unsigned long long seed, float scale) {
-    cr_assert_eq(param_table_build(cfg, t), 0, "%s", err_msg());
-    float *p = malloc(t->total * sizeof *p);
-    cr_assert_not_null(p);
-    param_init(t, cfg, p, seed);
-    for (int i = 0; i < t->count; i++) {
-        const struct param_info *pi = &t->p[i];
-        if (pi->init == INIT_NORMAL || pi->init == INIT_NORMAL_RESID)
-            for (size_t j = 0; j < pi->numel; j++)
-                p[pi->offset + j] *= scale;
-        if (pi->init == INIT_ZEROS) /* non-zero biases exercise the bias paths */
-            for (size_t j = 0; j < pi->numel; j++)
-                p[pi->offset + j] = 0.01f * (float)((j * 7 + i) % 13) - 0.06f;
-    }
-    return p;
 }
 
 static void random_tokens(int32_t *t, int n, int V, uint64_t seed) {

@@ -25,6 +25,7 @@
 #include "kvpool.h"
 #include "model.h"
 #include "rng.h"
+#include "model_fixture.h"
 
 static const struct gpt2_config tiny = {256, 64, 2, 4, 32};
 static const struct gpt2_config wide = {300, 40, 3, 6, 96};
@@ -122,24 +123,6 @@ Test(kvpool, runs_fragments_and_release) {
 }
 
 /* ---- the paged decoder ------------------------------------------------------ */
-
-static float *random_params(const struct gpt2_config *cfg, struct param_table *t,
-                            unsigned long long seed, float scale) {
-    cr_assert_eq(param_table_build(cfg, t), 0, "%s", err_msg());
-    float *p = malloc(t->total * sizeof *p);
-    cr_assert_not_null(p);
-    param_init(t, cfg, p, seed);
-    for (int i = 0; i < t->count; i++) {
-        const struct param_info *pi = &t->p[i];
-        if (pi->init == INIT_NORMAL || pi->init == INIT_NORMAL_RESID)
-            for (size_t j = 0; j < pi->numel; j++)
-                p[pi->offset + j] *= scale;
-        if (pi->init == INIT_ZEROS)
-            for (size_t j = 0; j < pi->numel; j++)
-                p[pi->offset + j] = 0.01f * (float)((j * 7 + i) % 13) - 0.06f;
-    }
-    return p;
-}
 
 static void random_tokens(int32_t *t, int n, int V, uint64_t seed) {
     struct rng r;

@@ -26,6 +26,19 @@ expect_error() {
     grep -qE -- "$pattern" "$WORK/out.txt" || fail "expected a message matching '$pattern'"
 }
 
+# expect_one PATTERN CMD...: a multi-rank command that fails on bad input
+# must exit 1 (every rank exited 1 together, no MPI_ABORT) with exactly one
+# message, matching the extended regex PATTERN (kept in $WORK/out.txt).
+expect_one() {
+    local pattern=$1 rc=0; shift
+    "$@" > "$WORK/out.txt" 2>&1 || rc=$?
+    cat "$WORK/out.txt"
+    [ $rc -eq 1 ] || fail "exit status $rc, expected 1 from: $*"
+    grep -qE -- "$pattern" "$WORK/out.txt" || fail "expected a message matching '$pattern'"
+    [ "$(grep -c 'error:' "$WORK/out.txt")" -eq 1 ] || fail "expected one error message"
+    ! grep -q "MPI_ABORT" "$WORK/out.txt" || fail "aborted instead of exiting together"
+}
+
 # project_text FILE: the project's own C sources as training text (always
 # present, no download).
 project_text() {

@@ -106,17 +106,6 @@ fault)
     ;;
 bad)
     t0=$(date +%s)
-    # expect_one PATTERN CMD...: exit 1 (every rank exited 1, no abort), one
-    # message matching PATTERN
-    expect_one() {
-        local pattern=$1 rc=0; shift
-        "$@" > out.txt 2>&1 || rc=$?
-        cat out.txt
-        [ $rc -eq 1 ] || fail "exit status $rc, expected 1 from: $*"
-        grep -qE -- "$pattern" out.txt || fail "expected a message matching '$pattern'"
-        [ "$(grep -c 'error:' out.txt)" -eq 1 ] || fail "expected one error message"
-        ! grep -q "MPI_ABORT" out.txt || fail "aborted instead of exiting together"
-    }
     expect_one "^llmpi bench comm: rank 0: error: unknown option '--bogus' \(see llmpi bench comm --help\)$" \
         mpi 2 bench comm "${small[@]}" --bogus
     expect_one "^llmpi bench comm: rank 0: error: --min 1 MiB is larger than --max 4 KiB$" \

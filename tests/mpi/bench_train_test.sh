@@ -93,17 +93,6 @@ dp2_tp2)
     ;;
 bad)
     t0=$(date +%s)
-    # expect_one PATTERN CMD...: exit 1 (every rank exited 1, no abort), one
-    # message matching PATTERN
-    expect_one() {
-        local pattern=$1 rc=0; shift
-        "$@" > out.txt 2>&1 || rc=$?
-        cat out.txt
-        [ $rc -eq 1 ] || fail "exit status $rc, expected 1 from: $*"
-        grep -qE -- "$pattern" out.txt || fail "expected a message matching '$pattern'"
-        [ "$(grep -c 'error:' out.txt)" -eq 1 ] || fail "expected one error message"
-        ! grep -q "MPI_ABORT" out.txt || fail "aborted instead of exiting together"
-    }
     expect_one "^llmpi bench train: rank 0: error: topo: --tp 3 does not divide the world size 2" \
         mpi 2 "${tiny[@]}" --tp 3
     expect_one "^llmpi bench train: rank 0: error: unknown option '--bogus' \(see llmpi bench train --help\)$" \
