@@ -31,6 +31,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A run of consecutive parameters with one weight decay (optimizer updates). */
+struct ops_decay_run {
+    size_t end; /* one past the run's last element */
+    float wd;
+};
+
 struct ops {
     const char *name;
 
@@ -154,7 +160,14 @@ struct ops {
                                    const float *globalsumexp, int N, int V,
                                    int vocab_start);
 
-    /* ---- optimizer updates (one tensor of n elements) ---------------------
+    /* ---- optimizer updates (fused over many tensors) ---------------------
+     * One call updates the n elements p[0..n) of a flat parameter buffer
+     * (every tensor of a model, or a ZeRO-1 shard of it), so a step is one
+     * launch on a GPU rather than one per tensor. Tensors differ only in
+     * their weight decay, given as runs: run r covers [runs[r-1].end,
+     * runs[r].end) (run 0 starts at 0), runs[nruns-1].end == n, and its
+     * elements use weight decay runs[r].wd. `runs` is HOST memory (a small
+     * table, read when the update is queued).
      * sgd  : g' = g + wd*p; m = momentum*m + g'; p -= lr*m     (torch.optim.SGD)
      * adam : g' = g + wd*p (L2, when decoupled == 0); with decoupled != 0
      *        (AdamW) p *= 1 - lr*wd and g' = g. Then
@@ -162,10 +175,12 @@ struct ops {
      *        p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
      * t is the 1-based step count.
      */
-    void (*sgd_update)(float *p, const float *g, float *m, size_t n, float lr,
-                       float momentum, float wd);
-    void (*adam_update)(float *p, const float *g, float *m, float *v, size_t n, float lr,
-                        float b1, float b2, float eps, float wd, int t, int decoupled);
+    void (*sgd_update)(float *p, const float *g, float *m, size_t n,
+                       const struct ops_decay_run *runs, int nruns, float lr,
+                       float momentum);
+    void (*adam_update)(float *p, const float *g, float *m, float *v, size_t n,
+                        const struct ops_decay_run *runs, int nruns, float lr, float b1,
+                        float b2, float eps, int t, int decoupled);
 
     /* ---- gradient norm and scaling (global-norm clipping) -----------------
      * sumsq returns sum x^2 in double precision (the caller adds tensors and,

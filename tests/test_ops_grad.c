@@ -1108,6 +1108,20 @@ static void test_xent(const struct ops *o)
  * optimizers: 3 steps vs a double-precision replay of the formulas
  * ========================================================================= */
 #define OPT_N 37
+
+/* Three weight-decay runs over the OPT_N elements, the middle one without
+ * decay (a bias among matrices): the fused update must switch per run. */
+static void opt_runs(struct ops_decay_run runs[3], float wd)
+{
+    runs[0] = (struct ops_decay_run){12, wd};
+    runs[1] = (struct ops_decay_run){13, 0.0f};
+    runs[2] = (struct ops_decay_run){OPT_N, 0.5f * wd};
+}
+
+static double run_wd(const struct ops_decay_run runs[3], size_t i)
+{
+    return i < runs[0].end ? runs[0].wd : i < runs[1].end ? runs[1].wd : runs[2].wd;
+}
 #define OPT_STEPS 3
 
 /* |p - p_ref| relative to the size of the total update |p_ref - p0| */
@@ -1153,9 +1167,11 @@ static void sgd_case(const struct ops *o, float lr, float mom, float wd,
         fill_uniform(&rg, g.h, n, -1, 1);
         g.h[0] = 0.0f; /* pure weight decay on one element */
         buf_push(o, &g);
-        o->sgd_update(p.d, g.d, m.d, n, lr, mom, wd);
+        struct ops_decay_run runs[3];
+        opt_runs(runs, wd);
+        o->sgd_update(p.d, g.d, m.d, n, runs, 3, lr, mom);
         for (size_t i = 0; i < n; i++) {
-            double gg = (double)g.h[i] + (double)wd * rp[i];
+            double gg = (double)g.h[i] + run_wd(runs, i) * rp[i];
             rm[i] = (double)mom * rm[i] + gg;
             rp[i] -= (double)lr * rm[i];
         }
@@ -1193,15 +1209,17 @@ static void adam_case(const struct ops *o, float lr, float b1, float b2,
     memcpy(p0, p.h, n * sizeof *p0);
     for (size_t i = 0; i < n; i++)
         rp[i] = p.h[i];
-    const double L = lr, B1 = b1, B2 = b2, E = eps, W = wd;
+    const double L = lr, B1 = b1, B2 = b2, E = eps;
+    struct ops_decay_run runs[3];
+    opt_runs(runs, wd);
     for (int t = 1; t <= OPT_STEPS; t++) {
         fill_uniform(&rg, g.h, n, -1, 1);
         g.h[0] = 0.0f;                /* weight decay only */
         g.h[1] = 1e-3f * g.h[1];      /* small gradient    */
         buf_push(o, &g);
-        o->adam_update(p.d, g.d, m.d, v.d, n, lr, b1, b2, eps, wd, t, decoupled);
+        o->adam_update(p.d, g.d, m.d, v.d, n, runs, 3, lr, b1, b2, eps, t, decoupled);
         for (size_t i = 0; i < n; i++) {
-            double gg = g.h[i];
+            double gg = g.h[i], W = run_wd(runs, i);
             if (decoupled)
                 rp[i] *= 1.0 - L * W;
             else

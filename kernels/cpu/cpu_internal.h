@@ -48,10 +48,12 @@ void cpu_xent_shard_loss(float *loss, const float *globalmax, const float *globa
 void cpu_xent_shard_bwd_inplace(float *logits, const int32_t *target, const float *dloss,
                                 const float *globalmax, const float *globalsumexp, int N,
                                 int V, int vocab_start);
-void cpu_sgd_update(float *p, const float *g, float *m, size_t n, float lr,
-                    float momentum, float wd);
-void cpu_adam_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
-                     float b1, float b2, float eps, float wd, int t, int decoupled);
+void cpu_sgd_update(float *p, const float *g, float *m, size_t n,
+                    const struct ops_decay_run *runs, int nruns, float lr,
+                    float momentum);
+void cpu_adam_update(float *p, const float *g, float *m, float *v, size_t n,
+                     const struct ops_decay_run *runs, int nruns, float lr, float b1,
+                     float b2, float eps, int t, int decoupled);
 double cpu_sumsq(const float *x, size_t n);
 void cpu_scale(float *x, size_t n, float s);
 

@@ -163,11 +163,12 @@ void cuda_xent_shard_bwd_inplace(float *logits, const int32_t *target,
                                  const float *dloss, const float *globalmax,
                                  const float *globalsumexp, int N, int V,
                                  int vocab_start);
-void cuda_sgd_update(float *p, const float *g, float *m, size_t n, float lr,
-                     float momentum, float wd);
+void cuda_sgd_update(float *p, const float *g, float *m, size_t n,
+                     const struct ops_decay_run *runs, int nruns, float lr,
+                     float momentum);
 void cuda_adam_update(float *p, const float *g, float *m, float *v, size_t n,
-                      float lr, float b1, float b2, float eps, float wd, int t,
-                      int decoupled);
+                      const struct ops_decay_run *runs, int nruns, float lr, float b1,
+                      float b2, float eps, int t, int decoupled);
 double cuda_sumsq(const float *x, size_t n);
 void cuda_scale(float *x, size_t n, float s);
 

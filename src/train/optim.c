@@ -1,5 +1,7 @@
-/* src/train/optim.c — optimizer state and the per-tensor update walk. */
+/* src/train/optim.c — optimizer state, the weight-decay runs of its range
+ * and global-norm clipping. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
@@ -29,6 +31,35 @@ const char *optim_kind_name(enum optim_kind kind) {
     return "?";
 }
 
+/* The part of tensor p inside [lo, min(hi, total)): *a..*b (absolute). */
+static int clip_range(const struct param_info *p, size_t lo, size_t hi, size_t *a,
+                      size_t *b) {
+    *a = p->offset > lo ? p->offset : lo;
+    *b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
+    return *a < *b;
+}
+
+/* The weight-decay runs of [lo, hi), relative to lo (ops.h's ops_decay_run):
+ * consecutive tensors with the same decay merge, so one fused update covers
+ * the whole range. Elements past table.total (ZeRO-1 padding) are never
+ * updated: the last run ends at min(hi, total). */
+static int build_runs(struct optim *o, const struct gpt2 *model) {
+    o->runs = malloc(((size_t)model->table.count + 1) * sizeof *o->runs);
+    if (!o->runs) return -1;
+    o->nruns = 0;
+    for (int i = 0; i < model->table.count; i++) {
+        const struct param_info *p = &model->table.p[i];
+        size_t a, b;
+        if (!clip_range(p, o->lo, o->hi, &a, &b)) continue;
+        float wd = p->weight_decay ? o->cfg.weight_decay : 0.0f;
+        if (o->nruns > 0 && o->runs[o->nruns - 1].wd == wd)
+            o->runs[o->nruns - 1].end = b - o->lo;
+        else
+            o->runs[o->nruns++] = (struct ops_decay_run){b - o->lo, wd};
+    }
+    return 0;
+}
+
 int optim_create(struct optim *o, const struct optim_config *cfg,
                  const struct gpt2 *model) {
     return optim_create_range(o, cfg, model, 0, model->table.total);
@@ -55,6 +86,10 @@ int optim_create_range(struct optim *o, const struct optim_config *cfg,
     }
     o->ops->zero(o->m, bytes);
     if (o->v) o->ops->zero(o->v, bytes);
+    if (build_runs(o, model)) {
+        optim_destroy(o);
+        return err_set("out of memory for the optimizer's weight-decay table");
+    }
     return 0;
 }
 
@@ -62,57 +97,47 @@ void optim_destroy(struct optim *o) {
     if (!o->ops) return;
     if (o->m) o->ops->free(o->m);
     if (o->v) o->ops->free(o->v);
+    free(o->runs);
     memset(o, 0, sizeof *o);
 }
 
-/* The part of tensor p inside [lo, min(hi, total)): *a..*b (absolute). */
-static int clip_range(const struct param_info *p, size_t lo, size_t hi, size_t *a,
-                      size_t *b) {
-    *a = p->offset > lo ? p->offset : lo;
-    *b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
-    return *a < *b;
-}
-
+/* Sum of squares of the counted gradients in [lo, hi): neighbouring counted
+ * tensors are one range, so without TP this is a single backend call (each
+ * is a reduction plus a copy to the host, i.e. a GPU sync point). */
 double optim_grad_sumsq(const struct gpt2 *model, size_t lo, size_t hi) {
     double sumsq = 0.0;
+    size_t run_a = 0, run_b = 0; /* the pending range of counted tensors */
     for (int i = 0; i < model->table.count; i++) {
         size_t a, b;
         if (!model->shard.map[i].norm_count) continue; /* a replicated copy */
-        if (clip_range(&model->table.p[i], lo, hi, &a, &b))
-            sumsq += model->ops->sumsq(model->grads + a, b - a);
+        if (!clip_range(&model->table.p[i], lo, hi, &a, &b)) continue;
+        if (a != run_b) {
+            if (run_b > run_a) sumsq += model->ops->sumsq(model->grads + run_a, run_b - run_a);
+            run_a = a;
+        }
+        run_b = b;
     }
+    if (run_b > run_a) sumsq += model->ops->sumsq(model->grads + run_a, run_b - run_a);
     return sumsq;
 }
 
 double optim_clip_grads(struct gpt2 *model, double clip) {
-    const struct ops *ops = model->ops;
-    double sumsq = 0.0;
-    for (int i = 0; i < model->table.count; i++) {
-        const struct param_info *p = &model->table.p[i];
-        if (!model->shard.map[i].norm_count) continue; /* a replicated copy */
-        sumsq += ops->sumsq(model->grads + p->offset, p->numel);
-    }
-    double norm = sqrt(sumsq);
+    double norm = sqrt(optim_grad_sumsq(model, 0, model->table.total));
     if (clip > 0.0 && norm > clip)
-        ops->scale(model->grads, model->table.total, (float)(clip / norm));
+        model->ops->scale(model->grads, model->table.total, (float)(clip / norm));
     return norm;
 }
 
 void optim_step(struct optim *o, struct gpt2 *model, float lr) {
     const struct optim_config *c = &o->cfg;
     o->t += 1;
-    for (int i = 0; i < model->table.count; i++) {
-        const struct param_info *p = &model->table.p[i];
-        size_t a, b; /* the piece of this tensor in the state's range */
-        if (!clip_range(p, o->lo, o->hi, &a, &b)) continue;
-        float wd = p->weight_decay ? c->weight_decay : 0.0f;
-        float *w = model->params + a;
-        const float *g = model->grads + a;
-        float *m = o->m + (a - o->lo);
-        if (c->kind == OPTIM_SGD)
-            o->ops->sgd_update(w, g, m, b - a, lr, c->momentum, wd);
-        else
-            o->ops->adam_update(w, g, m, o->v + (a - o->lo), b - a, lr, c->beta1,
-                                c->beta2, c->eps, wd, o->t, c->kind == OPTIM_ADAMW);
-    }
+    if (o->nruns == 0) return; /* an empty shard */
+    size_t n = o->runs[o->nruns - 1].end;
+    float *w = model->params + o->lo;
+    const float *g = model->grads + o->lo;
+    if (c->kind == OPTIM_SGD)
+        o->ops->sgd_update(w, g, o->m, n, o->runs, o->nruns, lr, c->momentum);
+    else
+        o->ops->adam_update(w, g, o->m, o->v, n, o->runs, o->nruns, lr, c->beta1, c->beta2,
+                            c->eps, o->t, c->kind == OPTIM_ADAMW);
 }

@@ -1,14 +1,15 @@
 /* src/train/optim.h — optimizer state and step over the parameter table.
  *
- * The update math lives in the backend (ops->sgd_update / adam_update); this
- * module owns the state buffers, walks the table tensor by tensor (weight
- * decay only where the table says so: matrices and embeddings, not biases or
- * layernorms) and implements global-norm clipping.
+ * The update math lives in the backend (ops->sgd_update / adam_update, one
+ * fused call over the whole range); this module owns the state buffers, turns
+ * the parameter table into weight-decay runs once (decay only where the
+ * table says so: matrices and embeddings, not biases or layernorms) and
+ * implements global-norm clipping.
  *
  * ZeRO-1 (src/train/dp.h): the state may cover only a range [lo, hi) of the
- * flat parameter buffer, a rank's shard. The walk then intersects every
- * tensor with the range, so the per-tensor weight-decay rule holds even for
- * a tensor cut by a shard boundary. Unsharded: [0, table.total).
+ * flat parameter buffer, a rank's shard. The runs intersect every tensor
+ * with the range, so the per-tensor weight-decay rule holds even for a
+ * tensor cut by a shard boundary. Unsharded: [0, table.total).
  */
 #ifndef LLMPI_OPTIM_H
 #define LLMPI_OPTIM_H
@@ -32,6 +33,9 @@ struct optim {
     int t;        /* steps taken */
     size_t lo, hi; /* the range of the flat buffer this state updates; hi may
                       run past table.total (padding, never touched) */
+    struct ops_decay_run *runs; /* host: weight decay of [lo, min(hi, total)),
+                                   relative to lo (empty shard: nruns 0) */
+    int nruns;
 };
 
 /* Parse "sgd", "adam", "adamw"; -1 + err_set otherwise. */
@@ -46,7 +50,7 @@ int optim_create_range(struct optim *o, const struct optim_config *cfg,
 void optim_destroy(struct optim *o);
 
 /* Sum of squares of the gradients in [lo, hi) of the flat buffer (hi is
- * clamped to table.total), summed tensor piece by tensor piece in double.
+ * clamped to table.total), in double.
  * Under TP, replicated tensors count on TP rank 0 only (shard_map's
  * norm_count), so the sum over the TP group counts each parameter once. */
 double optim_grad_sumsq(const struct gpt2 *model, size_t lo, size_t hi);
