@@ -95,6 +95,7 @@ bool init_backend(void) {
 } // namespace
 
 cudaStream_t cuda_stream(void) { return g_stream; }
+extern "C" void *cuda_stream_handle(void) { return (void *)g_stream; }
 cublasHandle_t cuda_cublas(void) { return g_cublas; }
 
 void *cuda_scratch(size_t bytes) {

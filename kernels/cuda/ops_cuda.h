@@ -23,6 +23,9 @@ extern "C" {
 
 const struct ops *ops_cuda(void);
 const char *cuda_last_error(void);
+/* The backend's stream (a cudaStream_t), for work that must be ordered with
+ * the ops, e.g. NCCL collectives (comm.h); NULL before ops_cuda(). */
+void *cuda_stream_handle(void);
 
 /* GPUs this process can see (0 when none, or when the driver fails). */
 int cuda_device_count(void);

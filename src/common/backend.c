@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "comm.h"
 #include "err.h"
 #ifdef LLMPI_HAVE_CUDA
 #include "ops_cuda.h"
@@ -44,6 +45,16 @@ double backend_peak_flops(const struct ops *ops, enum peak_dtype dt, char *name,
     (void)dt;
 #endif
     return 0.0;
+}
+
+int backend_attach_comm(const struct ops *ops, struct comm *c) {
+#ifdef LLMPI_HAVE_CUDA
+    if (strcmp(ops->name, "cuda") == 0) return comm_nccl_attach(c, cuda_stream_handle());
+#else
+    (void)c;
+#endif
+    (void)ops;
+    return 0;
 }
 
 const struct ops *backend_select(const char *device) {

@@ -24,6 +24,12 @@ const struct ops *backend_select_rank(const char *device, int local_rank, int *g
 /* The peak FLOP/s in dtype dt of the device `ops` runs on (peak_flops.h),
  * and the device's name into name[0..cap) (cap may be 0); 0 on the CPU or
  * for a GPU whose peak is not known: then no MFU is reported. */
+struct comm;
+/* Make group c carry ops' buffers: on the CUDA backend, attach NCCL on the
+ * backend's stream (comm_nccl_attach; collective over c); nothing to do on
+ * the CPU, whose host buffers MPI moves. 0, or -1 + err_set. */
+int backend_attach_comm(const struct ops *ops, struct comm *c);
+
 double backend_peak_flops(const struct ops *ops, enum peak_dtype dt, char *name, size_t cap);
 
 #endif

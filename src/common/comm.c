@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "comm.h"
+#include "comm_nccl.h"
 #include "err.h"
 
 size_t comm_dtype_size(enum comm_dtype t) {
@@ -130,6 +131,7 @@ int comm_dup(struct comm *c, MPI_Comm parent, const char *name) {
 }
 
 void comm_close(struct comm *c) {
+    comm_nccl_detach(c);
     if (c->mpi != MPI_COMM_NULL) {
         int finalized = 0;
         MPI_Finalized(&finalized);
@@ -150,8 +152,6 @@ static int check(const struct comm *c, const char *opname, const void *buf, size
         snprintf(what, wlen, "%s(%s, n=%zu)", opname, comm_dtype_name(t), n);
     if (c->mpi == MPI_COMM_NULL)
         return err_set("comm %s: %s on a closed communicator", c->name, what);
-    if (c->backend != COMM_BACKEND_MPI)
-        return err_set("comm %s: %s: the NCCL backend is not built in", c->name, what);
     if (mpi_type(t) == MPI_DATATYPE_NULL || (has_op && mpi_op(op) == MPI_OP_NULL))
         return err_set("comm %s: %s: unknown type or operation", c->name, what);
     if (has_op && op == COMM_AVG && (t == COMM_I32 || t == COMM_I64))
@@ -159,6 +159,12 @@ static int check(const struct comm *c, const char *opname, const void *buf, size
                        c->name, what);
     if (n > 0 && !buf) return err_set("comm %s: %s: NULL buffer", c->name, what);
     return 0;
+}
+
+/* A device buffer on a comm with NCCL: the call goes to comm_nccl.c. Only
+ * asked once NCCL is attached, so CPU runs never touch the CUDA runtime. */
+static int on_device(const struct comm *c, const void *buf) {
+    return c->nccl && comm_nccl_is_device(buf);
 }
 
 /* Elements per MPI call: max_count, within 1..INT_MAX. */
@@ -184,6 +190,7 @@ int comm_allreduce(const struct comm *c, void *buf, size_t n, enum comm_dtype t,
                    enum comm_op op) {
     char what[96];
     if (check(c, "allreduce", buf, n, t, op, 1, what, sizeof what)) return -1;
+    if (on_device(c, buf)) return comm_nccl_allreduce(c, buf, n, t, op, what);
     size_t es = comm_dtype_size(t), step = chunk(c);
     for (size_t off = 0; off < n; off += step) {
         size_t k = n - off < step ? n - off : step;
@@ -199,6 +206,7 @@ int comm_allgather(const struct comm *c, const void *send, void *recv, size_t n,
                    enum comm_dtype t) {
     char what[96];
     if (check(c, "allgather", recv, n, t, COMM_SUM, 0, what, sizeof what)) return -1;
+    if (on_device(c, recv)) return comm_nccl_allgather(c, send, recv, n, t, what);
     if (n > chunk(c))
         return err_set("comm %s: %s: block larger than %zu elements", c->name, what,
                        chunk(c));
@@ -213,6 +221,7 @@ int comm_reduce_scatter(const struct comm *c, const void *send, void *recv, size
     char what[96];
     if (check(c, "reduce_scatter", recv, n, t, op, 1, what, sizeof what)) return -1;
     if (n > 0 && !send) return err_set("comm %s: %s: NULL send buffer", c->name, what);
+    if (on_device(c, recv)) return comm_nccl_reduce_scatter(c, send, recv, n, t, op, what);
     if (n > chunk(c))
         return err_set("comm %s: %s: block larger than %zu elements", c->name, what,
                        chunk(c));
@@ -231,6 +240,7 @@ int comm_broadcast(const struct comm *c, void *buf, size_t n, enum comm_dtype t,
     if (root < 0 || root >= c->size)
         return err_set("comm %s: %s: root %d is not a rank of this group of %d", c->name,
                        what, root, c->size);
+    if (on_device(c, buf)) return comm_nccl_broadcast(c, buf, n, t, root, what);
     size_t es = comm_dtype_size(t), step = chunk(c);
     for (size_t off = 0; off < n; off += step) {
         size_t k = n - off < step ? n - off : step;
@@ -259,6 +269,7 @@ int comm_iallreduce(const struct comm *c, void *buf, size_t n, enum comm_dtype t
     *req = (struct comm_request){.mpi = MPI_REQUEST_NULL, .c = c, .buf = buf, .n = n,
                                  .t = t, .op = op, .done = 1};
     if (check(c, "iallreduce", buf, n, t, op, 1, what, sizeof what)) return -1;
+    if (on_device(c, buf)) return comm_nccl_iallreduce(c, buf, n, t, op, req, what);
     if (n > chunk(c))
         return err_set("comm %s: %s: more than %zu elements in one request", c->name,
                        what, chunk(c));
@@ -279,6 +290,7 @@ static void request_complete(struct comm_request *r) {
 int comm_test(struct comm_request *req, int *done) {
     *done = 1;
     if (req->done || !req->c) return 0;
+    if (req->nccl_done) return comm_nccl_test(req, done);
     int flag = 0;
     int rc = MPI_Test(&req->mpi, &flag, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
@@ -294,6 +306,7 @@ int comm_test(struct comm_request *req, int *done) {
 
 int comm_wait(struct comm_request *req) {
     if (req->done || !req->c) return 0;
+    if (req->nccl_done) return comm_nccl_wait(req);
     int rc = MPI_Wait(&req->mpi, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
         char what[96];

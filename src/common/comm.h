@@ -6,9 +6,10 @@
  * int32 and int64 buffers.
  *
  * Why: training code says "average these gradients over my DP group" and
- * does not care how. Today every buffer is on the host and MPI moves it; the
- * backend tag lets the CUDA issue add NCCL for device buffers behind the same
- * calls. The communicator is owned and set to MPI_ERRORS_RETURN, so an MPI
+ * does not care how. Host buffers go through MPI. Once NCCL is attached to a
+ * group (comm_nccl_attach, on a CUDA run), device buffers given to the same
+ * calls go through NCCL on the GPU, never staged through the host
+ * (comm_nccl.c: streams, and how a dead peer becomes an error, not a hang). The communicator is owned and set to MPI_ERRORS_RETURN, so an MPI
  * failure comes back as -1 with an err_set() message naming the group, the
  * operation and the rank, like every other library error (the program's edge
  * decides to abort: see dist.h).
@@ -26,9 +27,11 @@
 #include <mpi.h>
 
 enum comm_backend {
-    COMM_BACKEND_MPI = 0,  /* host buffers, MPI collectives */
-    COMM_BACKEND_NCCL = 1, /* device buffers (reserved: the CUDA issue) */
+    COMM_BACKEND_MPI = 0,  /* host buffers only, MPI collectives */
+    COMM_BACKEND_NCCL = 1, /* also device buffers, through NCCL (attached) */
 };
+
+struct comm_nccl; /* comm_nccl.c */
 
 enum comm_dtype { COMM_F32, COMM_F64, COMM_I32, COMM_I64 };
 
@@ -44,6 +47,7 @@ struct comm {
                          and broadcast split larger buffers. Tests lower
                          it to exercise the split. */
     char name[16];    /* "tp", "dp", "world", ...: for messages */
+    struct comm_nccl *nccl; /* NULL: MPI only */
 };
 
 /* A new group with the members of `parent` (MPI_Comm_dup; collective over
@@ -53,6 +57,15 @@ int comm_dup(struct comm *c, MPI_Comm parent, const char *name);
 /* Take ownership of `mpi` (e.g. from MPI_Comm_split): sets MPI_ERRORS_RETURN
  * and caches rank and size. comm_close frees it. */
 int comm_adopt(struct comm *c, MPI_Comm mpi, const char *name);
+
+/* Give the group an NCCL communicator for device buffers (collective over
+ * the group; each member already bound to its GPU). cuda_stream is the CUDA
+ * backend's stream (backend_cuda_stream): collectives are ordered on it with
+ * the kernels. Afterwards every call below takes device buffers too (found
+ * by cudaPointerGetAttributes) and sends them through NCCL; host buffers
+ * still go through MPI. Idempotent. -1 + err_set when NCCL is not built in
+ * or fails to start (the same on every member when rank 0's id fails). */
+int comm_nccl_attach(struct comm *c, void *cuda_stream);
 
 /* Free the communicator (collective); safe on a closed or zeroed comm. */
 void comm_close(struct comm *c);
@@ -86,6 +99,7 @@ struct comm_request {
     enum comm_dtype t;
     enum comm_op op;
     int done; /* completed (and, for avg, divided) */
+    void *nccl_done; /* NCCL requests: the cudaEvent_t that marks completion */
 };
 
 /* Start an in-place allreduce of buf[0..n) (MPI_Iallreduce) and return at

@@ -59,13 +59,7 @@ int gpt2_create_tp(struct gpt2 *m, const struct gpt2_config *cfg, const struct o
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->ops = ops;
-    if (tp && tp->size > 1) {
-        if (strcmp(ops->name, "cpu") != 0)
-            return err_set("tensor parallelism needs --device cpu for now (the %s "
-                           "backend's buffers need the NCCL transport, not built yet)",
-                           ops->name);
-        m->tp = tp;
-    }
+    if (tp && tp->size > 1) m->tp = tp; /* device buffers: NCCL (backend_attach_comm) */
     if (shard_table_build(cfg, m->tp ? tp->size : 1, m->tp ? tp->rank : 0, &m->shard))
         return -1;
     m->table = m->shard.local;

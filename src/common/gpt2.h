@@ -109,9 +109,9 @@ static inline float *gpt2_tensor(const struct gpt2 *m, float *base, int index) {
 int gpt2_create(struct gpt2 *m, const struct gpt2_config *cfg, const struct ops *ops);
 /* The same for tensor-parallel rank tp->rank of tp->size (tp NULL or of size
  * 1: gpt2_create). Collective calls on tp happen in every forward and
- * backward, in the same order on every member. -1 + err_set when cfg does not
- * split over tp->size ranks (shard_check) or the backend's buffers cannot be
- * handed to MPI (TP needs the CPU backend until NCCL is wired in). */
+ * backward, in the same order on every member; on the CUDA backend tp must
+ * have NCCL attached (backend_attach_comm). -1 + err_set when cfg does not
+ * split over tp->size ranks (shard_check). */
 int gpt2_create_tp(struct gpt2 *m, const struct gpt2_config *cfg, const struct ops *ops,
                    const struct comm *tp);
 void gpt2_destroy(struct gpt2 *m);

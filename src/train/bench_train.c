@@ -433,6 +433,9 @@ int bench_train_main(int argc, char **argv) {
     int any = dist_any(failed);
     if (any < 0) dist_fail("agreeing on failure: %s", err_msg());
     if (any) dist_exit_if_any(failed, err_msg()); /* exits */
+    if (backend_attach_comm(b->ops, &b->topo.tp_group) ||
+        backend_attach_comm(b->ops, &b->topo.dp_group))
+        dist_fail("%s", err_msg());
     double loss = 0.0;
     struct step_times t = run_steps(b, &loss);
     struct report r = summarise(b, t, loss);

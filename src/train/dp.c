@@ -18,17 +18,16 @@ int dp_init(struct dp *d, const struct comm *c, struct gpt2 *m, int zero,
     d->rank = c->rank;
     d->zero = zero;
     d->total = m->table.total;
-    if (d->size > 1 && strcmp(m->ops->name, "cpu") != 0)
-        return err_set("data parallelism needs --device cpu for now (the %s backend's "
-                       "buffers need the NCCL transport, not built yet)",
-                       m->ops->name);
+    d->ops = m->ops;
     if (zero) {
         d->shard_n = (d->total + (size_t)d->size - 1) / (size_t)d->size;
         d->padded = d->shard_n * (size_t)d->size;
         d->lo = d->shard_n * (size_t)d->rank;
         d->hi = d->lo + d->shard_n;
-        d->pad = calloc(d->padded, sizeof(float));
-        d->gshard = calloc(d->shard_n ? d->shard_n : 1, sizeof(float));
+        /* in the backend's memory, like the gradients (NCCL moves device
+         * buffers, MPI host ones: comm.h) */
+        d->pad = d->ops->alloc(d->padded * sizeof(float));
+        d->gshard = d->ops->alloc((d->shard_n ? d->shard_n : 1) * sizeof(float));
         if (!d->pad || !d->gshard) {
             dp_free(d, m);
             return err_set("out of memory for ZeRO-1 buffers (%zu floats)", d->padded);
@@ -63,8 +62,8 @@ void dp_free(struct dp *d, struct gpt2 *m) {
         m->grads_ready = NULL;
         m->grads_ready_ctx = NULL;
     }
-    free(d->pad);
-    free(d->gshard);
+    if (d->pad) d->ops->free(d->pad);
+    if (d->gshard) d->ops->free(d->gshard);
     free(d->ready);
     free(d->req);
     memset(d, 0, sizeof *d);
@@ -118,13 +117,14 @@ int dp_finish_grads(struct dp *d, struct gpt2 *m) {
     double t0 = timer_now();
     d->wait_s = 0.0;
     if (d->zero) {
-        memcpy(d->pad, m->grads, d->total * sizeof(float));
-        memset(d->pad + d->total, 0, (d->padded - d->total) * sizeof(float));
+        d->ops->copy(d->pad, m->grads, d->total * sizeof(float));
+        d->ops->zero(d->pad + d->total, (d->padded - d->total) * sizeof(float));
         if (comm_reduce_scatter(d->c, d->pad, d->gshard, d->shard_n, COMM_F32,
                                 COMM_AVG))
             return -1;
         size_t end = d->hi < d->total ? d->hi : d->total;
-        if (end > d->lo) memcpy(m->grads + d->lo, d->gshard, (end - d->lo) * sizeof(float));
+        if (end > d->lo)
+            d->ops->copy(m->grads + d->lo, d->gshard, (end - d->lo) * sizeof(float));
         d->wait_s = timer_now() - t0;
         return 0;
     }
@@ -156,11 +156,15 @@ int dp_clip_grads(struct dp *d, struct gpt2 *m, double clip, double *norm) {
     return 0;
 }
 
-/* Allgather a shard (shard_n floats at `shard`) into full (total floats). */
-static int gather(struct dp *d, const float *shard, float *full) {
-    memcpy(d->pad + d->lo, shard, d->shard_n * sizeof(float));
+/* Allgather a shard (shard_n floats at `shard`, backend memory) into full
+ * (total floats): backend memory, or host memory when to_host. */
+static int gather(struct dp *d, const float *shard, float *full, int to_host) {
+    d->ops->copy(d->pad + d->lo, shard, d->shard_n * sizeof(float));
     if (comm_allgather(d->c, NULL, d->pad, d->shard_n, COMM_F32)) return -1;
-    memcpy(full, d->pad, d->total * sizeof(float));
+    if (to_host)
+        d->ops->download(full, d->pad, d->total * sizeof(float));
+    else
+        d->ops->copy(full, d->pad, d->total * sizeof(float));
     return 0;
 }
 
@@ -168,14 +172,15 @@ int dp_after_step(struct dp *d, struct gpt2 *m) {
     if (!d->zero) return 0;
     /* this rank's params are current in [lo, min(hi, total)); pad the rest */
     size_t end = d->hi < d->total ? d->hi : d->total;
-    memset(d->gshard, 0, d->shard_n * sizeof(float));
-    if (end > d->lo) memcpy(d->gshard, m->params + d->lo, (end - d->lo) * sizeof(float));
-    return gather(d, d->gshard, m->params);
+    d->ops->zero(d->gshard, d->shard_n * sizeof(float));
+    if (end > d->lo)
+        d->ops->copy(d->gshard, m->params + d->lo, (end - d->lo) * sizeof(float));
+    return gather(d, d->gshard, m->params, 0);
 }
 
 int dp_gather_state(struct dp *d, const struct optim *o, float *m_host, float *v_host) {
     if (!d->zero) return 0;
-    if (gather(d, o->m, m_host)) return -1;
-    if (o->v && gather(d, o->v, v_host)) return -1;
+    if (gather(d, o->m, m_host, 1)) return -1;
+    if (o->v && gather(d, o->v, v_host, 1)) return -1;
     return 0;
 }

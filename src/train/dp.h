@@ -27,8 +27,10 @@
  * parameters, wpe and row-parallel biases are identical on every TP rank, so
  * the sum over the TP group counts them on TP rank 0 only (optim.h).
  *
- * Host buffers only (the CPU backend); device buffers need the NCCL
- * backend of comm.h. All calls are collective over the DP group.
+ * Buffers live in the backend's memory: on the CUDA backend the DP group
+ * has NCCL attached (backend_attach_comm) and gradients never leave the GPU;
+ * buckets then overlap backward on a side stream (comm_nccl.c). All calls
+ * are collective over the DP group.
  */
 #ifndef LLMPI_DP_H
 #define LLMPI_DP_H
@@ -41,6 +43,7 @@
 
 struct dp {
     const struct comm *c; /* the DP group (not owned) */
+    const struct ops *ops; /* the model's backend: pad/gshard live there */
     int size, rank, zero;
     size_t total;            /* parameters */
     size_t shard_n, lo, hi;  /* ZeRO-1 shard: [lo, hi), hi - lo == shard_n */

@@ -108,7 +108,7 @@ static const char *train_help =
     "parallelism (under mpirun / srun):\n"
     "  --tp T               tensor-parallel size (default 1): each model is split\n"
     "                       over T consecutive ranks (T must divide the ranks, the\n"
-    "                       heads and 4 x width; needs --device cpu for now)\n"
+    "                       heads and 4 x width; on GPUs the groups use NCCL)\n"
     "                       data parallelism uses the other ranks: DP = ranks / T;\n"
     "                       --batch is the global batch and DP must divide it\n"
     "  --bucket-mb X        gradient allreduce bucket size in MiB (default 25)\n"
@@ -704,6 +704,11 @@ int train_main(int argc, char **argv) {
     dist_exit_if_any(failed, err_msg());
 
     agree(r, setup(r) != 0);
+    /* collective, once every rank has its device: NCCL for the groups' GPU
+     * buffers (a no-op on the CPU); a failure here ends the job at once */
+    if (backend_attach_comm(r->ops, &r->topo.tp_group) ||
+        backend_attach_comm(r->ops, &r->topo.dp_group))
+        die(r);
     agree(r, r->topo.rank == 0 && open_outputs(r) != 0);
     int rc = train_loop(r);
     run_free(r);

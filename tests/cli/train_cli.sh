@@ -83,6 +83,33 @@ selftest)
     expect_error "unknown option '--bogus'" "$LLMPI" selftest --bogus
     expect_error "--steps" "$LLMPI" selftest --steps 0
     ;;
+gpu_nccl)
+    # ctest -L gpu: one GPU rank under mpirun with ZeRO-1, so gradients are
+    # reduce-scattered and parameters allgathered by NCCL on device buffers,
+    # against the same run on the CPU (MPI, host buffers); bench train on the
+    # GPU through the same groups. Exit 77 (skipped) without a GPU.
+    run=(mpirun -np 1 "$LLMPI" train "${tiny[@]}" --steps 10 --lr 1e-3 --zero 1 --seed 3)
+    rc=0
+    "${run[@]}" --device cuda --metrics "$WORK/g.jsonl" > "$WORK/g.txt" 2>&1 || rc=$?
+    cat "$WORK/g.txt"
+    if [ $rc -ne 0 ] && grep -q "no usable CUDA device\|no CUDA backend" "$WORK/g.txt"; then
+        echo "no CUDA device: skipped"; exit 77
+    fi
+    [ $rc -eq 0 ] || fail "GPU training with NCCL failed"
+    "${run[@]}" --device cpu --metrics "$WORK/c.jsonl"
+    python3 - "$WORK/g.jsonl" "$WORK/c.jsonl" <<'PY'
+import json, sys
+g = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+c = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+assert len(g) == len(c) == 10, (len(g), len(c))
+for i, (a, b) in enumerate(zip(g, c)):
+    assert abs(a - b) <= 1e-3 * max(1.0, abs(b)), f"step {i + 1}: GPU {a} vs CPU {b}"
+print("GPU (NCCL) loss curve follows the CPU (MPI) one:", g[-1], c[-1])
+PY
+    mpirun -np 1 "$LLMPI" bench train --device cuda --model tiny --batch 2 --seq 32 --steps 2 \
+        --warmup-steps 1 --zero 1 --json > "$WORK/b.json"
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tokens_per_s']>0, d" "$WORK/b.json"
+    ;;
 bench_json)
     "$LLMPI" bench train --model tiny --batch 2 --seq 32 --steps 2 --warmup-steps 1 --json > "$WORK/b.json"
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['tokens_per_s']>0 and d['gflops']>0, d" "$WORK/b.json"
