@@ -14,12 +14,16 @@
 #   data:   fortunes, fortunes-min, fortunes-zh (the embedded default corpus)
 #   MPI:    libopenmpi-dev + openmpi-bin (Open MPI: the DP x TP grid and its
 #           collectives; mpirun runs the multi-rank tests)
+#   Slurm:  slurm-wlm + munge (the tests start a one-node Slurm and submit
+#           jobs/*.sbatch to it: tests/slurm/)
+#   plots:  python3-matplotlib (bench/plot.py draws the benchmark sweeps)
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 packages=(build-essential cmake pkg-config libopenblas-openmp-dev libcriterion-dev
           libpcre2-dev libcjson-dev libyaml-dev libmicrohttpd-dev libhdf5-openmpi-dev hdf5-tools libopenmpi-dev openmpi-bin
-          python3 python3-venv fortunes fortunes-min fortunes-zh)
+          python3 python3-venv python3-matplotlib slurm-wlm munge
+          fortunes fortunes-min fortunes-zh)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
