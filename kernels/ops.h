@@ -99,6 +99,35 @@ struct ops {
                           const float *v, int B, int Tq, int Tk, int NH, int HS,
                           int q_stride, int kv_stride);
 
+    /* ---- causal attention over a paged KV cache (inference) ---------------
+     * n_seqs sequences in one call (continuous batching), NH heads of HS.
+     * Sequence s is seqs[3s .. 3s+2] = {qstart, nq, kvlen}: its query rows
+     * are rows qstart .. qstart+nq-1 of q and out, and they are its LAST nq
+     * positions of kvlen (1 <= nq <= kvlen), so its query i (absolute
+     * position kvlen - nq + i) sees keys j = 0 .. kvlen - nq + i:
+     *   s[j]  = <q_i, k_j> / sqrt(HS)
+     *   out_i = sum_j softmax(s)[j] v_j           (fp32, max-subtracted)
+     * Key j of sequence s lies in block b = tables[s*max_blocks + j/block_size],
+     * row j % block_size: head h of k_j at
+     *   kv + (b*block_size + j % block_size)*kv_stride + h*HS,
+     * of v_j at that + v_offset. q row r of head h at q + r*q_stride + h*HS,
+     * out row r at out + r*NH*HS + h*HS (as attention_fwd). Rows of out in no
+     * sequence's range are not written; every qstart + nq <= total_q_rows.
+     * seqs ([n_seqs][3]) and tables ([n_seqs][max_blocks]) are int32 arrays in
+     * backend memory (uploaded once per step, reused for every layer: kv is
+     * the layer's base, block ids index within it). Nothing is saved: no
+     * probabilities, no backward.
+     * A row's result depends only on its q row and its keys/values in position
+     * order: not on which blocks hold them, nor on nq or the other sequences.
+     * So the same values through any block table (a contiguous cache is one
+     * block with block_size >= kvlen) give bitwise the same output.
+     * CUDA: HS <= 256 (larger is a recorded error, nothing written).
+     */
+    void (*attention_paged_fwd)(float *out, const float *q, const float *kv,
+                                const int32_t *seqs, const int32_t *tables, int n_seqs,
+                                int total_q_rows, int max_blocks, int block_size, int NH,
+                                int HS, int q_stride, int kv_stride, int v_offset);
+
     /* ---- GELU, tanh form --------------------------------------------------
      * gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
      */

@@ -101,3 +101,33 @@ Test(backend_check, a_wrong_gradient_is_caught_and_named) {
     cr_expect_eq(others, 0, "%d other checks failed", others);
     check_report_free(&rep);
 }
+
+/* paged attention that reads only the first entry of each block table, as
+ * if every key lay in the sequence's first block (the CPU backend's memory
+ * is the host's, so the table can be rewritten here) */
+static void attention_paged_off(float *out, const float *q, const float *kv,
+                                const int32_t *seqs, const int32_t *tables, int n_seqs,
+                                int total_q_rows, int max_blocks, int block_size, int NH,
+                                int HS, int q_stride, int kv_stride, int v_offset) {
+    int32_t *run = malloc((size_t)n_seqs * max_blocks * sizeof *run);
+    cr_assert_not_null(run);
+    for (int s = 0; s < n_seqs; s++)
+        for (int b = 0; b < max_blocks; b++)
+            run[s * max_blocks + b] = tables[s * max_blocks];
+    ops_cpu()->attention_paged_fwd(out, q, kv, seqs, run, n_seqs, total_q_rows,
+                                   max_blocks, block_size, NH, HS, q_stride, kv_stride,
+                                   v_offset);
+    free(run);
+}
+
+Test(backend_check, a_paged_attention_misreading_the_table_is_caught) {
+    off = *ops_cpu();
+    off.attention_paged_fwd = attention_paged_off;
+    struct check_report rep = {0};
+    cr_assert_eq(backend_check_ops(ops_cpu(), &off, &rep), 0);
+    int others, n = failures_named(&rep, "attention paged", &others);
+    /* against the CPU, and against itself with contiguous blocks, at 5 shapes */
+    cr_expect_eq(n, 10, "paged attention failed %d of its 10 checks", n);
+    cr_expect_eq(others, 0, "%d other checks failed", others);
+    check_report_free(&rep);
+}

@@ -20,6 +20,7 @@ static const struct ops cpu_ops = {
     .matmul_bwd = cpu_matmul_bwd,
     .attention_fwd = cpu_attention_fwd,
     .attention_bwd = cpu_attention_bwd,
+    .attention_paged_fwd = cpu_attention_paged_fwd,
     .gelu_fwd = cpu_gelu_fwd,
     .gelu_bwd = cpu_gelu_bwd,
     .residual_fwd = cpu_residual_fwd,

@@ -142,6 +142,10 @@ void cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
                         const float *probs, const float *q, const float *k,
                         const float *v, int B, int Tq, int Tk, int NH, int HS,
                         int q_stride, int kv_stride);
+void cuda_attention_paged_fwd(float *out, const float *q, const float *kv,
+                              const int32_t *seqs, const int32_t *tables, int n_seqs,
+                              int total_q_rows, int max_blocks, int block_size, int NH,
+                              int HS, int q_stride, int kv_stride, int v_offset);
 void cuda_gelu_fwd(float *out, const float *inp, size_t n);
 void cuda_gelu_bwd(float *dinp, const float *dout, const float *inp, size_t n);
 void cuda_residual_fwd(float *out, const float *a, const float *b, size_t n);

@@ -75,6 +75,7 @@ bool init_backend(void) {
     g_ops.matmul_bwd = cuda_matmul_bwd;
     g_ops.attention_fwd = cuda_attention_fwd;
     g_ops.attention_bwd = cuda_attention_bwd;
+    g_ops.attention_paged_fwd = cuda_attention_paged_fwd;
     g_ops.gelu_fwd = cuda_gelu_fwd;
     g_ops.gelu_bwd = cuda_gelu_bwd;
     g_ops.residual_fwd = cuda_residual_fwd;

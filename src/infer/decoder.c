@@ -8,7 +8,9 @@
  *     K|V[p0 .. p0+n) = h Wkv^T + bkv          [n, 2C]  (rows C..3C-1 of W_qkv),
  *                                              written in place into the cache
  *     a    = attention(q; K|V[0 .. p0+n))      Tq = n, Tk = p0 + n: query i
- *                                              sees keys 0..p0+i (causal)
+ *                                              sees keys 0..p0+i (causal);
+ *                                              ops->attention_paged_fwd with
+ *                                              the slot's layer as one block
  *     x'   = x + a Wo^T + bo
  *     x    = x' + gelu(LN2(x') Wfc^T + bfc) Wp^T + bp
  *   logits = LN_f(x) wte^T                     (only the rows asked for)
@@ -24,10 +26,13 @@
  * (layernorms, q and k|v projections, attention output projection, MLP,
  * residuals, LM head) is one op call over the R rows; per sequence i:
  *   embedding at its own positions [len_i, len_i + n_i);
- *   its k|v rows copied from the step's [R, 2C] projection into its blocks;
- *   attention with Tq = n_i, Tk = len_i + n_i over its rows of the pool,
- *   read in place when its blocks are one run, else gathered into a
- *   [Tk, 2C] scratch first (kvpool.h explains the choice and its cost).
+ *   its k|v rows copied from the step's [R, 2C] projection into its blocks.
+ * Attention is one ops->attention_paged_fwd call per layer over all R rows:
+ * sequence i's queries are rows [off_i, off_i + n_i) with Tk = len_i + n_i,
+ * keys read in place through its block table. The descriptors
+ * ({off_i, n_i, Tk_i} and the tables) are built on the host and uploaded
+ * once per step, then serve every layer (the tables index blocks within a
+ * layer; the op gets the layer's base).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -75,12 +80,11 @@ static int setup(struct decoder *d, const struct gpt2_config *cfg, const struct 
     }
 
     const size_t T = (size_t)chunk, C = (size_t)cfg->n_embd, V = (size_t)cfg->vocab_size;
-    const size_t NH = (size_t)cfg->n_head, S = (size_t)cfg->max_seq;
     const size_t lrows = T < LOGIT_ROWS ? T : LOGIT_ROWS;
-    size_t sizes[] = {T * C,     T * C,     T * C,      T * C,     T * C, T * C,
-                      4 * T * C, 4 * T * C, NH * T * S, lrows * V, T};
-    float **slots[] = {&d->x,   &d->x2,       &d->ln,    &d->q,      &d->atty, &d->proj,
-                       &d->fch, &d->fch_gelu, &d->probs, &d->logits, NULL};
+    size_t sizes[] = {T * C, T * C,     T * C,     T * C,     T * C,
+                      T * C, 4 * T * C, 4 * T * C, lrows * V, T};
+    float **slots[] = {&d->x,    &d->x2,  &d->ln,       &d->q,      &d->atty,
+                       &d->proj, &d->fch, &d->fch_gelu, &d->logits, NULL};
     const int ns = (int)(sizeof sizes / sizeof sizes[0]);
     size_t total = 0;
     for (int i = 0; i < ns; i++)
@@ -137,6 +141,8 @@ void decoder_destroy(struct decoder *d) {
     if (!d->ops) return;
     if (d->scratch) d->ops->free(d->scratch);
     if (d->pscratch) d->ops->free(d->pscratch);
+    if (d->desc) d->ops->free(d->desc);
+    free(d->host_desc);
     if (d->owns_params && d->params) d->ops->free(d->params);
     shard_table_free(&d->shard); /* owns table.p */
     free(d->host_logits);
@@ -196,6 +202,25 @@ static int lm_head(struct decoder *d, const float *x, int rows, float *out) {
     return 0;
 }
 
+/* Room for n int32 entries in d->desc and d->host_desc. */
+static int desc_reserve(struct decoder *d, size_t n) {
+    if (n <= d->desc_cap) return 0;
+    size_t cap = n < 256 ? 256 : n + n / 2;
+    if (d->desc) {
+        d->ops->sync(); /* queued attention calls may still read it */
+        d->ops->free(d->desc);
+    }
+    free(d->host_desc);
+    d->desc = d->ops->alloc(cap * sizeof(int32_t));
+    d->host_desc = malloc(cap * sizeof(int32_t));
+    d->desc_cap = d->desc && d->host_desc ? cap : 0;
+    if (!d->desc_cap)
+        return err_set(
+            "decoder: out of memory for %zu attention descriptors (%s backend)", cap,
+            d->ops->name);
+    return 0;
+}
+
 /* One chunk of n <= d->chunk tokens at positions [p0, p0 + n). Returns the
  * buffer holding the final residual stream [n, C]. */
 static float *forward_chunk(struct decoder *d, struct kv_cache *c, int slot,
@@ -204,6 +229,10 @@ static float *forward_chunk(struct decoder *d, struct kv_cache *c, int slot,
     const int C = d->cfg.n_embd, NH = d->cfg.n_head, HS = C / NH, V = d->cfg.vocab_size;
     const size_t nC = (size_t)n * C;
     o->upload(d->tokens, tokens, (size_t)n * sizeof(int32_t));
+    /* attention: one sequence, rows 0..n-1, Tk = p0 + n, in one block (the
+     * slot's layer) of capacity positions */
+    const int32_t desc[4] = {0, n, p0 + n, 0};
+    o->upload(d->desc, desc, sizeof desc);
     float *x = d->x, *y = d->x2;
     o->embedding_fwd(x, d->tokens, tensor(d, PT_WTE), tensor(d, PT_WPE), 1, n, C, p0, 0,
                      V);
@@ -215,8 +244,8 @@ static float *forward_chunk(struct decoder *d, struct kv_cache *c, int slot,
         o->matmul_fwd(d->q, d->ln, wqkv, bqkv, n, C, C);
         o->matmul_fwd(kv + (size_t)p0 * 2 * C, d->ln, wqkv + (size_t)C * C, bqkv + C, n,
                       C, 2 * C);
-        o->attention_fwd(d->atty, d->probs, d->q, kv, kv + C, 1, n, p0 + n, NH, HS, C,
-                         2 * C);
+        o->attention_paged_fwd(d->atty, d->q, kv, d->desc, d->desc + 3, 1, n, 1,
+                               c->capacity, NH, HS, C, 2 * C, C);
         o->matmul_fwd(d->proj, d->atty, LW(d, l, LP_ATTPROJ_W), LW(d, l, LP_ATTPROJ_B), n,
                       C, C);
         o->residual_fwd(y, x, d->proj, nC);
@@ -244,7 +273,7 @@ int decoder_forward(struct decoder *d, struct kv_cache *c, int slot,
                        c->n_layer, c->n_embd, d->cfg.n_layer, d->cfg.n_embd);
     if (which != DECODER_LOGITS_NONE && !logits_out)
         return err_set("decoder: logits requested without an output buffer");
-    if (kvcache_reserve(c, slot, n)) return -1;
+    if (kvcache_reserve(c, slot, n) || desc_reserve(d, 4)) return -1;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
             return err_set("token %d at position %d is outside the vocabulary [0, %d)",
@@ -269,16 +298,14 @@ int decoder_forward(struct decoder *d, struct kv_cache *c, int slot,
 static int paged_scratch(struct decoder *d) {
     if (d->pscratch) return 0;
     const size_t T = (size_t)d->chunk, C = (size_t)d->cfg.n_embd;
-    const size_t S = (size_t)d->cfg.max_seq;
-    size_t nk = round16(T * 2 * C), ng = round16(S * 2 * C), nl = round16(T * C);
-    d->pscratch = d->ops->alloc((nk + ng + nl) * sizeof(float));
+    size_t nk = round16(T * 2 * C), nl = round16(T * C);
+    d->pscratch = d->ops->alloc((nk + nl) * sizeof(float));
     if (!d->pscratch)
         return err_set(
             "decoder: out of memory for %.1f MiB of paged scratch (%s backend)",
-            (nk + ng + nl) * 4.0 / 1048576.0, d->ops->name);
+            (nk + nl) * 4.0 / 1048576.0, d->ops->name);
     d->kvnew = d->pscratch;
-    d->gather = d->kvnew + nk;
-    d->lastrows = d->gather + ng;
+    d->lastrows = d->kvnew + nk;
     return 0;
 }
 
@@ -300,6 +327,26 @@ static int paged_step(struct decoder *d, struct kvpool *p, struct decoder_seq *s
     const int CA = NH * HS, F = st->mlp_local, Vl = st->vocab_local;
     const size_t RC = (size_t)R * C;
     float *x = d->x, *y = d->x2;
+    /* attention descriptors for every layer: {row offset, n, Tk} per
+     * sequence, then its block table padded to the step's widest (ids past
+     * a sequence's Tk are never read) */
+    int max_blocks = 1;
+    for (int i = 0; i < n_seqs; i++) {
+        int b = kvpool_blocks_for(p, seqs[i].kv->len + seqs[i].n);
+        max_blocks = b > max_blocks ? b : max_blocks;
+    }
+    const size_t nd = (size_t)n_seqs * (3 + (size_t)max_blocks);
+    if (desc_reserve(d, nd)) return -1;
+    int32_t *hd = d->host_desc, *ht = hd + 3 * (size_t)n_seqs;
+    for (int i = 0, off = 0; i < n_seqs; off += seqs[i].n, i++) {
+        const struct kvpool_seq *kv = seqs[i].kv;
+        hd[3 * i] = off;
+        hd[3 * i + 1] = seqs[i].n;
+        hd[3 * i + 2] = kv->len + seqs[i].n;
+        for (int b = 0; b < max_blocks; b++)
+            ht[(size_t)i * max_blocks + b] = b < kv->n_blocks ? kv->blocks[b] : 0;
+    }
+    o->upload(d->desc, hd, nd * sizeof(int32_t));
     for (int i = 0, off = 0; i < n_seqs; off += seqs[i].n, i++) {
         o->upload(d->tokens + off, seqs[i].tokens, (size_t)seqs[i].n * sizeof(int32_t));
         o->embedding_fwd(x + (size_t)off * C, d->tokens + off, tensor(d, PT_WTE),
@@ -314,18 +361,12 @@ static int paged_step(struct decoder *d, struct kvpool *p, struct decoder_seq *s
                          C);
         o->matmul_fwd(d->q, d->ln, wqkv, bqkv, R, C, CA);
         o->matmul_fwd(d->kvnew, d->ln, wqkv + (size_t)CA * C, bqkv + CA, R, C, 2 * CA);
-        for (int i = 0, off = 0; i < n_seqs; off += seqs[i].n, i++) {
-            const struct kvpool_seq *kv = seqs[i].kv;
-            const int n = seqs[i].n, Tk = kv->len + n;
-            kvpool_scatter(p, kv, l, kv->len, n, d->kvnew + (size_t)off * 2 * CA);
-            float *rows = kvpool_contiguous(p, kv, l, Tk);
-            if (!rows) {
-                kvpool_gather(p, kv, l, Tk, d->gather);
-                rows = d->gather;
-            }
-            o->attention_fwd(d->atty + (size_t)off * CA, d->probs, d->q + (size_t)off * CA,
-                             rows, rows + CA, 1, n, Tk, NH, HS, CA, 2 * CA);
-        }
+        for (int i = 0, off = 0; i < n_seqs; off += seqs[i].n, i++)
+            kvpool_scatter(p, seqs[i].kv, l, seqs[i].kv->len, seqs[i].n,
+                           d->kvnew + (size_t)off * 2 * CA);
+        o->attention_paged_fwd(d->atty, d->q, kvpool_layer(p, l), d->desc,
+                               d->desc + 3 * n_seqs, n_seqs, R, max_blocks, p->block_size,
+                               NH, HS, CA, 2 * CA, CA);
         o->matmul_fwd(d->proj, d->atty, LW(d, l, LP_ATTPROJ_W),
                       row_bias(d, LW(d, l, LP_ATTPROJ_B)), R, CA, C);
         if (tp_sum(d, d->proj, RC)) return -1;

@@ -18,8 +18,12 @@
  * contributing n_i tokens (a prefill chunk or one decode token). The
  * projections and the MLP run as ONE matmul over the sum of the n_i rows
  * (weights are read once per step, not once per sequence: that is where
- * batching wins); embedding (own positions) and attention (own Tk) run per
- * sequence.
+ * batching wins); embedding runs per sequence (own positions), attention is
+ * one ops->attention_paged_fwd call per layer for every sequence of the
+ * step (own Tk, keys read through its block table). decoder_forward calls
+ * the same op with its slot as a single block, and the op's result does not
+ * depend on the block layout, so the paged and contiguous caches give
+ * bitwise the same attention output for the same keys and values.
  */
 #ifndef LLMPI_DECODER_H
 #define LLMPI_DECODER_H
@@ -52,14 +56,18 @@ struct decoder {
     float *ln, *q, *atty;  /* [chunk, C] */
     float *proj;           /* [chunk, C] */
     float *fch, *fch_gelu; /* [chunk, 4C] */
-    float *probs;          /* [NH, chunk, max_seq] attention scratch */
     float *logits;         /* [chunk, V] */
     int32_t *tokens;       /* [chunk] */
     /* paged-forward scratch, allocated on its first use */
     float *pscratch;
     float *kvnew;    /* [chunk, 2C] the step's new k|v rows */
-    float *gather;   /* [max_seq, 2C] a fragmented sequence's rows, gathered */
     float *lastrows; /* [chunk, C] rows whose logits are wanted */
+    /* attention_paged_fwd's int32 descriptors, {qstart, nq, kvlen} per
+     * sequence then the block tables: built on the host (host_desc) once
+     * per step or chunk, uploaded once into desc (backend memory) and read
+     * by every layer; both grown on demand to desc_cap entries */
+    int32_t *desc, *host_desc;
+    size_t desc_cap;
     /* statistics: positions run through the model (the prefix never is twice) */
     long long positions_processed;
     long long forward_calls;
@@ -117,12 +125,13 @@ struct decoder_seq {
  * each one's keys/values to its blocks (kv->len += n) and write to host
  * logits_out one [V] row per sequence with want_logits, in order (may be
  * NULL when none wants any). The sum of the n must be <= d->chunk, except
- * for a single sequence, which is split into chunks of d->chunk (then the
- * ops see exactly the calls decoder_forward makes, so the logits are
- * bitwise decoder_forward's: same shapes, same inputs). Attention reads a
- * sequence in place when its blocks are one run (kvpool_contiguous), else
- * from a gathered copy. -1 + err_set (nothing appended) on a bad token, a
- * sequence without room reserved, or a batch over the chunk. */
+ * for a single sequence, which is split into chunks of d->chunk (then
+ * every op runs at decoder_forward's shapes on the same inputs, and
+ * attention's result does not depend on the block layout, so the logits are
+ * bitwise decoder_forward's). Attention reads every sequence
+ * in place through its block table, scattered or not. -1 + err_set
+ * (nothing appended) on a bad token, a sequence without room reserved, or a
+ * batch over the chunk. */
 int decoder_forward_paged(struct decoder *d, struct kvpool *p, struct decoder_seq *seqs,
                           int n_seqs, float *logits_out);
 

@@ -7,10 +7,10 @@
  *
  * Layout: a pool of `n_slots` sequence slots in ONE backend allocation. A slot
  * holds, per layer l, a [capacity, 2C] array whose row j is k_j | v_j (the k
- * and v thirds of the layer's qkv projection, heads side by side). That is
- * exactly what ops->attention_fwd reads with k = row 0, v = row 0 + C and
- * kv_stride = 2C, and the decoder's k|v projection writes its output rows
- * straight into rows [len, len + n) (no copy).
+ * and v thirds of the layer's qkv projection, heads side by side). The
+ * decoder hands it to ops->attention_paged_fwd as a single block of
+ * `capacity` rows (kv_stride = 2C, v at + C), and its k|v projection writes
+ * its output rows straight into rows [len, len + n) (no copy).
  *
  * Per-sequence state is the slot's length (positions cached). Serving
  * (continuous batching) acquires a slot per request, releases it when the

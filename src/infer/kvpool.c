@@ -3,9 +3,10 @@
  * The free list is a used-flag per block, scanned first fit: a reservation
  * of n blocks takes the lowest run of n free consecutive blocks (or extends
  * the sequence's last block when the blocks after it are free), and only
- * when the pool has no such run the lowest free blocks one by one. Runs let
- * attention read a sequence in place; any free blocks still serve, so a
- * request never waits for memory that is free but scattered. A scan costs
+ * when the pool has no such run the lowest free blocks one by one. Runs make
+ * kvpool_scatter one copy per run (attention reads any table in place); any
+ * free blocks still serve, so a request never waits for memory that is free
+ * but scattered. A scan costs
  * O(n_blocks) host work per reservation (thousands of flags), nothing next
  * to a forward step.
  */
@@ -167,20 +168,8 @@ static int run_rows(const struct kvpool *p, const struct kvpool_seq *s, int pos,
     return rows < n ? rows : n;
 }
 
-float *kvpool_contiguous(const struct kvpool *p, const struct kvpool_seq *s, int layer,
-                         int n) {
-    if (n < 1 || s->n_blocks < 1) return NULL;
-    return run_rows(p, s, 0, n) == n ? kvpool_row(p, s, layer, 0) : NULL;
-}
-
-void kvpool_gather(const struct kvpool *p, const struct kvpool_seq *s, int layer, int n,
-                   float *dst) {
-    for (int pos = 0; pos < n;) {
-        int r = run_rows(p, s, pos, n - pos);
-        p->ops->copy(dst + (size_t)pos * row_floats(p), kvpool_row(p, s, layer, pos),
-                     (size_t)r * row_floats(p) * sizeof(float));
-        pos += r;
-    }
+float *kvpool_layer(const struct kvpool *p, int layer) {
+    return p->buf + (size_t)layer * p->n_blocks * p->block_size * row_floats(p);
 }
 
 void kvpool_scatter(const struct kvpool *p, const struct kvpool_seq *s, int layer,

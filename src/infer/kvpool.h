@@ -11,27 +11,23 @@
  * start whenever B blocks are free, wherever they are.
  *
  * Layout: [L][n_blocks][block_size][2C] floats. Row j of a block is k_j | v_j
- * (heads side by side), exactly the rows ops->attention_fwd reads with
- * kv_stride = 2C. Per layer the blocks are consecutive, so a sequence whose
- * block ids form one run (b, b+1, ..., b+n-1) is one contiguous [T, 2C] array.
+ * (heads side by side): kv_stride = 2C, v at + C. Per layer the blocks are
+ * consecutive, so a layer's base (kvpool_layer) plus block id and row
+ * locates any position.
  *
- * How attention reads it (the choice): ops->attention_fwd takes K/V as rows
- * of one stride in contiguous memory, and kernels/ops.h stays unchanged. So
- * decoder_forward_paged (a) reads a sequence in place when its blocks are
- * one run — the common case, since the engine reserves a request's blocks
- * all at once and the allocator takes the first free run — and (b) else
- * gathers its rows into a [Tk, 2C] scratch, one ops->copy per run of
- * consecutive blocks, per layer, before attention. New k|v rows are always
- * copied from the step's projection output into their blocks (n_i rows per
- * layer). Cost of (b): Tk x 2C floats copied per layer per step, the same
- * bytes attention then reads, so at most twice the attention's memory
- * traffic for a fragmented sequence and nothing for a run; on CUDA each
- * copy is a device-to-device memcpy (a few microseconds of launch each).
- * A paged attention op taking the block table (kernels/) would remove the
- * gather; this layout is what it would read.
+ * How attention reads it: ops->attention_paged_fwd takes the layer's base
+ * and, per sequence, its block table and lengths, and reads every key and
+ * value in place, whatever blocks the sequence holds (runs or scattered):
+ * no copy of cached rows, one op call per layer for all sequences of a step
+ * (decoder_forward_paged). The op's result does not depend on the block
+ * layout, so where the allocator puts a sequence changes no output bit.
+ * New k|v rows are copied from the step's projection output into their
+ * blocks (kvpool_scatter: n_i rows per layer, one ops->copy per run of
+ * consecutive blocks).
  *
- * Block tables and lengths live on the host (they shape every op call and
- * change once per step). Only ops-table calls touch the pool's memory.
+ * Block tables and lengths live on the host (they shape every step and
+ * change once per step); the decoder uploads them as the op's int32
+ * descriptors once per step. Only ops-table calls touch the pool's memory.
  */
 #ifndef LLMPI_KVPOOL_H
 #define LLMPI_KVPOOL_H
@@ -93,14 +89,9 @@ void kvpool_seq_release(struct kvpool *p, struct kvpool_seq *s);
 /* Row `pos` of layer l of sequence s (backend memory; pos < n_blocks *
  * block_size): k_pos | v_pos. */
 float *kvpool_row(const struct kvpool *p, const struct kvpool_seq *s, int layer, int pos);
-/* Layer l's rows [0, n) of s as one [n, 2C] array, when its first
- * ceil(n / block_size) blocks are one run: the pointer, else NULL. */
-float *kvpool_contiguous(const struct kvpool *p, const struct kvpool_seq *s, int layer,
-                         int n);
-/* Copy layer l's rows [0, n) of s into dst ([n, 2C], backend memory), one
- * ops->copy per run of consecutive blocks. */
-void kvpool_gather(const struct kvpool *p, const struct kvpool_seq *s, int layer, int n,
-                   float *dst);
+/* Layer l's base (backend memory): block b's row r of that layer is at
+ * + (b * block_size + r) * 2C. */
+float *kvpool_layer(const struct kvpool *p, int layer);
 /* Copy rows src[0, n) ([n, 2C], backend memory) into layer l of s at
  * positions [pos, pos + n) (which s must own). */
 void kvpool_scatter(const struct kvpool *p, const struct kvpool_seq *s, int layer,

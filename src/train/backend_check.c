@@ -247,6 +247,126 @@ static void attention(struct ck *k) {
     }
 }
 
+/* max|x - y| / max|x| of two dut buffers (n floats); NaN sticks. */
+static double dut_diff(struct ck *k, const float *x, const float *y, size_t n) {
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    double num = 0.0, den = 1e-30;
+    if (!a || !b) {
+        k->oom = 1;
+    } else {
+        k->dut->download(a, x, n * 4);
+        k->dut->download(b, y, n * 4);
+        for (size_t i = 0; i < n; i++) {
+            double d = fabs((double)a[i] - b[i]);
+            if (!(d <= num)) num = d;
+            if (fabs(a[i]) > den) den = fabs(a[i]);
+        }
+    }
+    free(a);
+    free(b);
+    return num / den;
+}
+
+/* Paged attention: sequences of different lengths in one call, their
+ * blocks scattered at random over a pool, decode rows and prefill chunks,
+ * query rows in reverse sequence order after a row of no sequence (random
+ * initial out values: a row the op must not write is compared too). Then
+ * the layout promise of ops.h on the device under test: the same values
+ * with each sequence in one contiguous block give the same bits (tol 0). */
+static void attention_paged(struct ck *k) {
+    static const struct {
+        int NH, HS, bs, n, nq[8], kvlen[8];
+    } shapes[] = {
+        {12, 64, 16, 8, {1, 1, 1, 1, 1, 1, 1, 1}, {1024, 1, 17, 300, 64, 65, 129, 700}},
+        {3, 13, 5, 4, {1, 7, 1, 33}, {1, 40, 130, 33}},
+        {2, 256, 7, 2, {2, 1}, {300, 65}},
+        {1, 1, 1, 3, {1, 2, 3}, {4, 9, 3}},
+        {5, 130, 32, 3, {1, 1, 17}, {33, 500, 17}},
+    };
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0] && !k->oom; c++) {
+        const int NH = shapes[c].NH, HS = shapes[c].HS, bs = shapes[c].bs;
+        const int n = shapes[c].n, C = NH * HS, qs = C + 3, ks = 2 * C, voff = C;
+        char sh[48];
+        snprintf(sh, sizeof sh, "seqs=%d NH=%d HS=%d block=%d", n, NH, HS, bs);
+        int rows = 1, need = 0, maxb = 1, maxlen = 1;
+        for (int i = 0; i < n; i++) {
+            int b = (shapes[c].kvlen[i] + bs - 1) / bs;
+            need += b;
+            maxb = b > maxb ? b : maxb;
+            maxlen = shapes[c].kvlen[i] > maxlen ? shapes[c].kvlen[i] : maxlen;
+            rows += shapes[c].nq[i];
+        }
+        const int pool = need + 5;
+        int32_t *desc = malloc((size_t)n * (3 + maxb + 1) * 4);
+        int *perm = malloc((size_t)pool * sizeof *perm);
+        float *kv2h = calloc((size_t)n * maxlen * ks, 4);
+        if (!desc || !perm || !kv2h) {
+            free(desc);
+            free(perm);
+            free(kv2h);
+            k->oom = 1;
+            return;
+        }
+        /* desc: [n][3] descriptors, then the scattered tables [n][maxb],
+         * then the contiguous layout's tables [n][1] */
+        int32_t *tab = desc + 3 * n, *tab2 = tab + (size_t)n * maxb;
+        for (int b = 0; b < pool; b++)
+            perm[b] = b;
+        for (int b = pool - 1; b > 0; b--) {
+            int x = (int)(rng_u64(&k->r) % (uint64_t)(b + 1)), t = perm[b];
+            perm[b] = perm[x];
+            perm[x] = t;
+        }
+        for (int i = n - 1, row = 1, next = 0; i >= 0; i--) {
+            desc[3 * i] = row;
+            desc[3 * i + 1] = shapes[c].nq[i];
+            desc[3 * i + 2] = shapes[c].kvlen[i];
+            row += shapes[c].nq[i];
+            tab2[i] = i;
+            int nb = (shapes[c].kvlen[i] + bs - 1) / bs;
+            for (int b = 0; b < maxb; b++)
+                tab[(size_t)i * maxb + b] = b < nb ? perm[next++] : 0;
+        }
+        struct pair q = mk(k, (size_t)rows * qs, 1),
+                    kv = mk(k, (size_t)pool * bs * ks, 1);
+        struct pair out = mk(k, (size_t)rows * C, 1);
+        const size_t nd = (size_t)n * (3 + maxb + 1);
+        int32_t *da = tokens_on(k, k->ref, desc, nd),
+                *db = tokens_on(k, k->dut, desc, nd);
+        float *kv2 = k->dut->alloc((size_t)n * maxlen * ks * 4);
+        float *out2 = k->dut->alloc(out.n * 4);
+        if (!kv2 || !out2) k->oom = 1;
+        if (!k->oom) {
+            k->ref->attention_paged_fwd(out.a, q.a, kv.a, da, da + 3 * n, n, rows, maxb,
+                                        bs, NH, HS, qs, ks, voff);
+            k->dut->attention_paged_fwd(out.b, q.b, kv.b, db, db + 3 * n, n, rows, maxb,
+                                        bs, NH, HS, qs, ks, voff);
+            compare(k, &out, "attention paged", sh);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < shapes[c].kvlen[i]; j++)
+                    memcpy(kv2h + ((size_t)i * maxlen + j) * ks,
+                           kv.h + ((size_t)tab[(size_t)i * maxb + j / bs] * bs + j % bs) *
+                                      ks,
+                           (size_t)ks * 4);
+            k->dut->upload(kv2, kv2h, (size_t)n * maxlen * ks * 4);
+            k->dut->upload(out2, out.h, out.n * 4);
+            k->dut->attention_paged_fwd(out2, q.b, kv2, db, db + 3 * n + (size_t)n * maxb,
+                                        n, rows, 1, maxlen, NH, HS, qs, ks, voff);
+            add(k, "attention paged layout", sh, dut_diff(k, out.b, out2, out.n), 0.0);
+        }
+        drop(k, &q);
+        drop(k, &kv);
+        drop(k, &out);
+        if (da) k->ref->free(da);
+        if (db) k->dut->free(db);
+        if (kv2) k->dut->free(kv2);
+        if (out2) k->dut->free(out2);
+        free(desc);
+        free(perm);
+        free(kv2h);
+    }
+}
+
 static void elementwise(struct ck *k) {
     static const size_t sizes[] = {1000, 4097, 12345};
     for (int s = 0; s < 3 && !k->oom; s++) {
@@ -367,6 +487,7 @@ int backend_check_ops(const struct ops *ref, const struct ops *dut,
     layernorm(&k);
     matmul(&k);
     attention(&k);
+    attention_paged(&k);
     elementwise(&k);
     cross_entropy(&k);
     optimizers(&k);
