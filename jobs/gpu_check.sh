@@ -39,7 +39,7 @@ fi
 step "GPU tests"
 T="$ROOT/build-gpu/tests"
 {
-  for t in test_cuda_vs_cpu test_generate test_ops_grad test_xent_shard; do
+  for t in test_cuda_vs_cpu test_generate test_ops_grad test_xent_shard test_bf16; do
     timeout 240 "$T/$t" -j1 --verbose 2>&1 | grep -E "FAIL|SKIP|Synthesis|cuda" || true
   done
 } > "$OUT/gpu_tests.txt" 2>&1
@@ -59,6 +59,7 @@ B="$ROOT/build-gpu/llmpi"
 {
   timeout 300 "$B" selftest --json
   timeout 60 "$B" bench train --device cuda --model gpt2 --vocab 50257 --batch 8 --seq 1024 --steps 10 --json
+  timeout 60 "$B" bench train --device cuda --dtype bf16 --model gpt2 --vocab 50257 --batch 8 --seq 1024 --steps 10 --json
   timeout 60 "$B" bench generate --device cuda --model gpt2 --vocab 50257 --prompt-tokens 128 --tokens 128 --json
   timeout 60 "$B" bench generate --device cuda --model gpt2 --vocab 50257 --prompt-tokens 512 --tokens 128 --json
 } 2>&1 | tee "$OUT/bench.jsonl"

@@ -37,6 +37,9 @@ struct ops_decay_run {
     float wd;
 };
 
+/* The precision of the matmuls' operands (set_matmul_dtype below). */
+enum ops_dtype { OPS_F32 = 0, OPS_BF16 = 1 };
+
 struct ops {
     const char *name;
 
@@ -217,6 +220,27 @@ struct ops {
      */
     double (*sumsq)(const float *x, size_t n);
     void (*scale)(float *x, size_t n, float s);
+
+    /* ---- matmul operand precision (mixed precision, `--dtype bf16`) -------
+     * Backend-wide, for every later matmul_fwd / matmul_bwd call until it is
+     * set again (set it before a model runs, not while ops are queued from
+     * another thread). OPS_F32 (the default, and the reference path): the
+     * matmuls are fp32 throughout. OPS_BF16: each matmul rounds its two
+     * operands to bf16 (round to nearest, ties to even) and multiplies with
+     * fp32 accumulation into fp32 output:
+     *   forward  out  = bf16(inp) @ bf16(w)^T + bias
+     *   backward dinp += bf16(dout) @ bf16(w);  dw += bf16(dout)^T @ bf16(inp)
+     * bias and dbias stay fp32 (dbias is the fp32 column sum of the unrounded
+     * dout). Nothing else changes precision: every other op, the activations
+     * stored between ops, the gradients, the master weights and the optimizer
+     * state stay fp32. The operands are rounded into temporary copies on each
+     * call, so bf16 saves matmul time (tensor cores) but no activation memory:
+     * storing the activations in bf16 is not done.
+     * Returns 0, or -1 (the setting unchanged) for a dtype this backend or
+     * device cannot run (CUDA bf16 needs compute capability 8.0 or newer).
+     */
+    int (*set_matmul_dtype)(enum ops_dtype dt);
+    enum ops_dtype (*matmul_dtype)(void);
 };
 
 /* The CPU reference backend (always present). */

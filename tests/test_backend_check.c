@@ -4,7 +4,9 @@
  * The CPU backend against itself: every check runs and passes with no
  * difference at all. Against a copy of itself with one op deliberately
  * off: exactly that op's checks fail (the harness can fail, and blames the
- * right op), everything else still passes.
+ * right op), everything else still passes. The bf16 checks likewise: the
+ * CPU's bf16 emulation against itself passes exactly, and a device whose
+ * matmuls ignore the bf16 setting fails every product check.
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -129,5 +131,56 @@ Test(backend_check, a_paged_attention_misreading_the_table_is_caught) {
     /* against the CPU, and against itself with contiguous blocks, at 5 shapes */
     cr_expect_eq(n, 10, "paged attention failed %d of its 10 checks", n);
     cr_expect_eq(others, 0, "%d other checks failed", others);
+    check_report_free(&rep);
+}
+
+Test(backend_check, cpu_bf16_against_itself_passes_exactly) {
+    struct check_report rep = {0};
+    cr_assert_eq(backend_check_bf16(ops_cpu(), ops_cpu(), 3, &rep), 0);
+    /* 4 shapes x (no bias: 3 tensors, bias: 4), then the loss curve */
+    cr_expect_eq(rep.n, 4 * (3 + 4) + 1, "%d checks", rep.n);
+    for (int i = 0; i < rep.n; i++)
+        cr_expect(rep.r[i].pass && rep.r[i].err == 0.0 &&
+                      !strncmp(rep.r[i].what, "bf16 ", 5),
+                  "%s (%s): %.3g", rep.r[i].what, rep.r[i].shape, rep.r[i].err);
+    cr_expect_eq(ops_cpu()->matmul_dtype(), OPS_F32, "the dtype is restored");
+    check_report_free(&rep);
+}
+
+/* A device that ignores the bf16 setting: its matmuls run on fp32 operands. */
+static void matmul_fwd_fp32(float *out, const float *inp, const float *w,
+                            const float *bias, int N, int C, int OC) {
+    enum ops_dtype was = ops_cpu()->matmul_dtype();
+    ops_cpu()->set_matmul_dtype(OPS_F32);
+    ops_cpu()->matmul_fwd(out, inp, w, bias, N, C, OC);
+    ops_cpu()->set_matmul_dtype(was);
+}
+
+static void matmul_bwd_fp32(float *dinp, float *dw, float *dbias, const float *dout,
+                            const float *inp, const float *w, int N, int C, int OC) {
+    enum ops_dtype was = ops_cpu()->matmul_dtype();
+    ops_cpu()->set_matmul_dtype(OPS_F32);
+    ops_cpu()->matmul_bwd(dinp, dw, dbias, dout, inp, w, N, C, OC);
+    ops_cpu()->set_matmul_dtype(was);
+}
+
+Test(backend_check, fp32_matmuls_fail_the_bf16_checks) {
+    off = *ops_cpu();
+    off.matmul_fwd = matmul_fwd_fp32;
+    off.matmul_bwd = matmul_bwd_fp32;
+    struct check_report rep = {0};
+    cr_assert_eq(backend_check_bf16(ops_cpu(), &off, 3, &rep), 0);
+    int bad = 0;
+    for (int i = 0; i < rep.n; i++) {
+        const struct check_result *x = &rep.r[i];
+        /* every product is off; the fp32 dbias is the same in both modes */
+        if (strstr(x->what, "matmul") && !strstr(x->what, "dbias")) {
+            bad += !x->pass;
+            cr_expect(!x->pass, "%s (%s) should fail: %.3g", x->what, x->shape, x->err);
+        } else {
+            cr_expect(x->pass, "%s (%s) should pass: %.3g", x->what, x->shape, x->err);
+        }
+    }
+    cr_expect_eq(bad, 4 * 2 * 3, "%d of the 24 product checks failed", bad);
     check_report_free(&rep);
 }

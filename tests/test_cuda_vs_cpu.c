@@ -6,8 +6,9 @@
  * `llmpi selftest`: every op at a regular shape and at odd shapes, outputs
  * and gradients within 1e-4 relative (both fp32, only the order of
  * summation differs), then 20 AdamW steps of `tiny` and `gpt2-mini` whose
- * losses follow the CPU's to 1e-3. Here each check is one expectation, so
- * a failure names the op, the tensor and the shape.
+ * losses follow the CPU's to 1e-3; then the bf16 matmuls against the CPU's
+ * bf16 emulation (backend_check_bf16). Here each check is one expectation,
+ * so a failure names the op, the tensor and the shape.
  */
 #include <criterion/criterion.h>
 
@@ -45,4 +46,15 @@ Test(cuda, models_follow_the_cpu_loss_curve, .timeout = 900) {
     cr_expect_eq(rep.n, 2, "tiny and gpt2-mini");
     expect_all(&rep);
     check_report_free(&rep);
+}
+
+/* bf16 matmul operands: the CUDA gemms on bf16 operands against the CPU's
+ * exact emulation, then tiny's loss curve with both in bf16. */
+Test(cuda, bf16_matmuls_follow_the_cpu_emulation, .timeout = 300) {
+    struct check_report rep = {0};
+    cr_assert_eq(backend_check_bf16(ops_cpu(), gpu, 20, &rep), 0);
+    expect_all(&rep);
+    check_report_free(&rep);
+    const char *e = cuda_last_error();
+    cr_expect(e == NULL, "CUDA backend recorded an error: %s", e ? e : "");
 }

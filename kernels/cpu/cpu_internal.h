@@ -24,6 +24,8 @@ void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *b
                     int N, int C, int OC);
 void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                     const float *inp, const float *w, int N, int C, int OC);
+int cpu_set_matmul_dtype(enum ops_dtype dt);
+enum ops_dtype cpu_matmul_dtype(void);
 void cpu_attention_fwd(float *out, float *probs, const float *q, const float *k,
                        const float *v, int B, int Tq, int Tk, int NH, int HS,
                        int q_stride, int kv_stride);

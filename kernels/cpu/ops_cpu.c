@@ -35,6 +35,8 @@ static const struct ops cpu_ops = {
     .adam_update = cpu_adam_update,
     .sumsq = cpu_sumsq,
     .scale = cpu_scale,
+    .set_matmul_dtype = cpu_set_matmul_dtype,
+    .matmul_dtype = cpu_matmul_dtype,
 };
 
 const struct ops *ops_cpu(void) { return &cpu_ops; }

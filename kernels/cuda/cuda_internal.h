@@ -9,6 +9,7 @@
 
 #include <math.h>
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 
@@ -23,6 +24,9 @@ cublasHandle_t cuda_cublas(void);   /* the backend's one cuBLAS handle, on it */
  * to reuse across ops because everything runs on one stream. NULL on failure
  * (the error is recorded). */
 void *cuda_scratch(size_t bytes);
+/* dst[i] = bf16(src[i]) rounded to nearest even, queued on the stream
+ * (cast.cu; the operand conversion of the bf16 matmuls). */
+void cuda_f32_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n);
 
 /* ---- error recording (ops_cuda.cu) ----------------------------------------
  * Keeps the first error only; never exits. */
@@ -135,6 +139,8 @@ void cuda_matmul_fwd(float *out, const float *inp, const float *w,
                      const float *bias, int N, int C, int OC);
 void cuda_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC);
+int cuda_set_matmul_dtype(enum ops_dtype dt);
+enum ops_dtype cuda_matmul_dtype(void);
 void cuda_attention_fwd(float *out, float *probs, const float *q,
                         const float *k, const float *v, int B, int Tq, int Tk,
                         int NH, int HS, int q_stride, int kv_stride);

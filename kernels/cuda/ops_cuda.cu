@@ -90,6 +90,8 @@ bool init_backend(void) {
     g_ops.adam_update = cuda_adam_update;
     g_ops.sumsq = cuda_sumsq;
     g_ops.scale = cuda_scale;
+    g_ops.set_matmul_dtype = cuda_set_matmul_dtype;
+    g_ops.matmul_dtype = cuda_matmul_dtype;
     return true;
 }
 

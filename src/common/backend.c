@@ -57,6 +57,30 @@ int backend_attach_comm(const struct ops *ops, struct comm *c) {
     return 0;
 }
 
+int backend_dtype_parse(const char *value, enum ops_dtype *dt) {
+    if (!strcmp(value, "fp32"))
+        *dt = OPS_F32;
+    else if (!strcmp(value, "bf16"))
+        *dt = OPS_BF16;
+    else
+        return err_set("--dtype: unknown '%s' (fp32 or bf16)", value);
+    return 0;
+}
+
+const char *backend_dtype_name(enum ops_dtype dt) {
+    return dt == OPS_BF16 ? "bf16" : "fp32";
+}
+
+int backend_set_dtype(const struct ops *ops, enum ops_dtype dt) {
+    if (ops->set_matmul_dtype && ops->set_matmul_dtype(dt) == 0) return 0;
+    if (dt == OPS_F32 && !ops->set_matmul_dtype) return 0; /* fp32 is every backend's */
+    return err_set("--dtype %s: the %s backend cannot run its matmuls in %s%s",
+                   backend_dtype_name(dt), ops->name, backend_dtype_name(dt),
+                   strcmp(ops->name, "cuda") == 0 ? " on this GPU (needs compute "
+                                                    "capability 8.0 or newer)"
+                                                  : "");
+}
+
 const struct ops *backend_select(const char *device) {
     return backend_select_rank(device, 0, NULL);
 }

@@ -32,4 +32,13 @@ int backend_attach_comm(const struct ops *ops, struct comm *c);
 
 double backend_peak_flops(const struct ops *ops, enum peak_dtype dt, char *name, size_t cap);
 
+/* --dtype fp32|bf16: the precision of the matmuls' operands (ops.h,
+ * set_matmul_dtype). Parse: 0, or -1 + err_set naming the flag and value. */
+int backend_dtype_parse(const char *value, enum ops_dtype *dt);
+/* "fp32" / "bf16". */
+const char *backend_dtype_name(enum ops_dtype dt);
+/* Put ops' matmuls in dt (the whole backend, for the rest of the process):
+ * 0, or -1 + err_set when this backend or device cannot. */
+int backend_set_dtype(const struct ops *ops, enum ops_dtype dt);
+
 #endif

@@ -18,12 +18,30 @@
 #define TOL 1e-4       /* fp32 ops: the order of summation differs */
 #define TOL_SUMSQ 1e-6 /* a sum of squares in double on both sides */
 #define TOL_LOSS 1e-3  /* a whole model over 20 steps */
+/* bf16 matmul operands (backend_check_bf16). Both sides round the same fp32
+ * inputs to the same bf16 operands and multiply exactly, so only the order
+ * (and, on tensor cores, the rounding mode) of the fp32 accumulation
+ * differs: ~1e-6, and at most ~3e-5 for a truncating accumulator over
+ * K = 1536. 3e-4 still fails a device that multiplies fp32 operands, whose
+ * results are ~2e-3 (bf16's unit roundoff 2^-9) off the emulation. */
+#define TOL_BF16 3e-4
+/* A model whose matmuls round to bf16: each backend rounds its own fp32
+ * activations, which differ in the last bits, so a value that close to a
+ * bf16 rounding boundary rounds the other way (an error of 2^-8 in that
+ * operand) and training carries it into the later steps. Five times the
+ * fp32 curve's tolerance; gross errors of the bf16 path (a wrong operand,
+ * layout or scratch offset) move the loss by far more. It cannot tell bf16
+ * from fp32 (tiny's two curves differ by only 1.2e-5 over 20 steps on the
+ * CPU): TOL_BF16's op checks do that. */
+#define TOL_LOSS_BF16 5e-3
 
 struct ck {
     const struct ops *ref, *dut;
     struct rng r;
     struct check_report *rep;
     int oom;
+    double tol;      /* compare's / loss_curve's tolerance; 0: TOL / TOL_LOSS */
+    const char *tag; /* prefixed to the check names (NULL: none) */
 };
 
 /* A tensor on both backends with its host values. */
@@ -76,7 +94,7 @@ static void add(struct ck *k, const char *what, const char *shape, double err,
         rep->cap = cap;
     }
     struct check_result *x = &rep->r[rep->n++];
-    snprintf(x->what, sizeof x->what, "%s", what);
+    snprintf(x->what, sizeof x->what, "%s%s", k->tag ? k->tag : "", what);
     snprintf(x->shape, sizeof x->shape, "%s", shape);
     x->err = err;
     x->tol = tol;
@@ -105,7 +123,7 @@ static void compare(struct ck *k, const struct pair *p, const char *what,
     }
     free(a);
     free(b);
-    add(k, what, shape, num / den, TOL);
+    add(k, what, shape, num / den, k->tol > 0 ? k->tol : TOL);
 }
 
 static void embedding(struct ck *k) {
@@ -545,7 +563,7 @@ static int loss_curve(struct ck *k, const char *preset, int B, int T, int steps)
     char what[64], sh[48];
     snprintf(what, sizeof what, "%s loss curve", preset);
     snprintf(sh, sizeof sh, "B=%d T=%d, %d AdamW steps", B, T, steps);
-    add(k, what, sh, worst, TOL_LOSS);
+    add(k, what, sh, worst, k->tol > 0 ? k->tol : TOL_LOSS);
     rc = k->oom ? err_set("out of memory") : 0;
 out:
     if (have_oa) optim_destroy(&oa);
@@ -564,6 +582,32 @@ int backend_check_models(const struct ops *ref, const struct ops *dut, int steps
     if (loss_curve(&k, "tiny", 4, 64, steps)) return -1;
     if (!quick && loss_curve(&k, "gpt2-mini", 4, 128, steps)) return -1;
     return 0;
+}
+
+int backend_check_bf16(const struct ops *ref, const struct ops *dut, int steps,
+                       struct check_report *rep) {
+    const struct ops *both[2] = {ref, dut};
+    for (int i = 0; i < 2; i++)
+        if (!both[i]->set_matmul_dtype || !both[i]->matmul_dtype)
+            return err_set("the %s backend has no matmul dtype setting", both[i]->name);
+    enum ops_dtype was[2] = {ref->matmul_dtype(), dut->matmul_dtype()};
+    int rc = 0;
+    for (int i = 0; i < 2 && !rc; i++)
+        if (both[i]->set_matmul_dtype(OPS_BF16))
+            rc = err_set("the %s backend cannot run bf16 matmuls here", both[i]->name);
+    if (!rc) {
+        struct ck k = {
+            .ref = ref, .dut = dut, .rep = rep, .tol = TOL_BF16, .tag = "bf16 "};
+        rng_seed(&k.r, 5678);
+        matmul(&k);
+        rc = k.oom ? err_set("out of memory checking the bf16 matmuls") : 0;
+        k.tol = TOL_LOSS_BF16;
+        if (!rc) rc = loss_curve(&k, "tiny", 4, 64, steps);
+    }
+    /* back to what each was in (dut first: ref may be the same backend) */
+    dut->set_matmul_dtype(was[1]);
+    ref->set_matmul_dtype(was[0]);
+    return rc;
 }
 
 void check_report_free(struct check_report *rep) {

@@ -48,4 +48,15 @@ int backend_check_ops(const struct ops *ref, const struct ops *dut,
 int backend_check_models(const struct ops *ref, const struct ops *dut, int steps,
                          int quick, struct check_report *rep);
 
+/* bf16 matmul operands (ops.h, set_matmul_dtype): both backends switched to
+ * OPS_BF16, the matmul checks of backend_check_ops ("bf16 matmul ...",
+ * within 3e-4: the same bf16 operands on both sides, only the fp32
+ * accumulation differs, while fp32 operands would be ~2e-3 off), then the
+ * loss curve of `tiny` over `steps` AdamW steps ("bf16 tiny loss curve",
+ * within 5e-3: each backend rounds its own, slightly different, fp32
+ * activations); each backend's dtype is restored afterwards. -1 + err_set
+ * when either backend cannot run bf16 matmuls, or a step fails. */
+int backend_check_bf16(const struct ops *ref, const struct ops *dut, int steps,
+                       struct check_report *rep);
+
 #endif

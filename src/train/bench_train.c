@@ -21,9 +21,10 @@
  *   + 12 L T C (attention scores and weighted sum, forward + backward, full
  *          T x T as computed, without the causal half)
  *   MFU (CUDA)        model GFLOP/s per rank over one GPU's peak FLOP/s in
- *                     the matmuls' dtype (fp32 today; peak_flops.h: NVIDIA's
- *                     published dense figure, else derived from SMs x clock);
- *                     null on the CPU or for an unknown GPU
+ *                     the matmuls' dtype (--dtype: fp32, or bf16's tensor-core
+ *                     peak; peak_flops.h: NVIDIA's published dense figure,
+ *                     else derived from SMs x clock); null on the CPU or for
+ *                     an unknown GPU
  *   exposed communication, ms/step and share of the step: the time a rank
  *     spends blocked in communication that compute did not hide, for the
  *     rank where it is largest (with its TP / DP split), the sum of
@@ -80,6 +81,8 @@ static const char *bench_help =
     "  --threads N          CPU threads per rank (default: OMP_NUM_THREADS or all\n"
     "                       cores; under mpirun give each rank its share)\n"
     "  --device D           cpu, cuda or auto (default cpu)\n"
+    "  --dtype D            fp32 or bf16 (default fp32): the matmuls' operands;\n"
+    "                       MFU is taken against that dtype's peak\n"
     "  --tp T               tensor-parallel size (default 1); DP = ranks / T\n"
     "  --zero N             1: ZeRO-1 optimizer shards over the DP ranks (default 0)\n"
     "  --bucket-mb X        DP gradient allreduce bucket size in MiB (default 25)\n"
@@ -91,6 +94,7 @@ struct bench_args {
     int B, T, steps, warmup, threads, json, profile, tp, zero;
     float bucket_mb;
     const char *device;
+    enum ops_dtype dtype; /* --dtype */
 };
 
 /* Everything a run holds. */
@@ -117,7 +121,8 @@ struct step_times {
 static int takes_value(const char *f) {
     static const char *const names[] = {"--batch",        "--seq",       "--steps",
                                         "--warmup-steps", "--threads",   "--tp",
-                                        "--zero",         "--bucket-mb", "--device"};
+                                        "--zero",         "--bucket-mb", "--device",
+                                        "--dtype"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
         if (!strcmp(f, names[k])) return 1;
     return 0;
@@ -164,6 +169,8 @@ static int parse_args(int argc, char **argv, struct bench_args *a) {
             rc = args_int(f, v, 0, 1, &a->zero);
         else if (!strcmp(f, "--bucket-mb"))
             rc = args_float(f, v, 1e-6, 1e6, &a->bucket_mb);
+        else if (!strcmp(f, "--dtype"))
+            rc = backend_dtype_parse(v, &a->dtype);
         else
             a->device = v;
         if (rc) return -1;
@@ -199,6 +206,7 @@ static int setup(struct bench *b) {
     if (a->T > b->cfg.max_seq)
         return err_set("--seq %d exceeds the model's context %d", a->T, b->cfg.max_seq);
     if (!(b->ops = backend_select_rank(a->device, b->topo.local_rank, NULL))) return -1;
+    if (backend_set_dtype(b->ops, a->dtype)) return -1;
     ops_cpu_set_threads(a->threads);
     if (gpt2_create_tp(&b->model, &b->cfg, b->ops, &b->topo.tp_group)) return -1;
     b->have_model = 1;
@@ -303,7 +311,8 @@ struct report {
     double secs;               /* per step, the slowest rank */
     double tp_s, dp_s, comm_s; /* per step, the rank blocked longest */
     double tps, gflops, loss;  /* global */
-    double peak;               /* one device's peak FLOP/s (fp32); 0: unknown (CPU) */
+    double peak;               /* one device's peak FLOP/s in the matmuls' dtype;
+                                  0: unknown (CPU) */
     char device[256];          /* its name */
 };
 
@@ -333,9 +342,10 @@ static struct report summarise(const struct bench *b, struct step_times t, doubl
                              12.0 * b->cfg.n_layer * (double)a->T * b->cfg.n_embd;
     r.gflops = flops_per_token * r.tps / 1e9;
     r.loss = loss;
-    /* MFU per rank: every rank drives one device. The matmuls run in fp32
-     * (the bf16 path is the CUDA issue's), so fp32's peak is the measure. */
-    r.peak = backend_peak_flops(b->ops, PEAK_FP32, r.device, sizeof r.device);
+    /* MFU per rank: every rank drives one device, measured against the
+     * peak of the dtype its matmuls run in (bf16: the tensor-core peak) */
+    r.peak = backend_peak_flops(b->ops, a->dtype == OPS_BF16 ? PEAK_BF16 : PEAK_FP32,
+                                r.device, sizeof r.device);
     return r;
 }
 
@@ -349,12 +359,12 @@ static void print_json(const struct bench *b, const struct report *r) {
            "\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"zero\":%d,\"bucket_mb\":%g,"
            "\"global_batch\":%d,\"tokens_per_s_per_rank\":%.1f,"
            "\"gflops_per_rank\":%.6g,\"comm_ms_per_step\":%.3f,\"comm_share\":%.6f,"
-           "\"tp_comm_ms_per_step\":%.3f,\"dp_comm_ms_per_step\":%.3f,",
+           "\"tp_comm_ms_per_step\":%.3f,\"dp_comm_ms_per_step\":%.3f,\"dtype\":\"%s\",",
            b->ops->name, c->n_layer, c->n_embd, c->n_head, c->vocab_size, a->B, a->T,
            a->threads, b->model.full.total, a->steps, r->secs * 1e3, r->tps, r->gflops,
            r->loss, r->ranks, r->dp, r->tp, a->zero, a->bucket_mb, r->dp * a->B,
            r->tps / r->ranks, r->gflops / r->ranks, r->comm_s * 1e3, r->comm_s / r->secs,
-           r->tp_s * 1e3, r->dp_s * 1e3);
+           r->tp_s * 1e3, r->dp_s * 1e3, backend_dtype_name(a->dtype));
     if (r->peak > 0) /* a device name has no quotes or backslashes to escape */
         printf("\"gpu\":\"%s\",\"peak_tflops\":%.6g,\"mfu\":%.6f}\n", r->device,
                r->peak / 1e12, r->gflops / r->ranks * 1e9 / r->peak);
@@ -364,13 +374,15 @@ static void print_json(const struct bench *b, const struct report *r) {
 
 static void print_text(const struct bench *b, const struct report *r) {
     const struct bench_args *a = &b->a;
-    printf("bench train: %s, %d layers, width %d, %.2fM params, batch %d x %d\n"
+    printf("bench train: %s, %s matmuls, %d layers, width %d, %.2fM params, batch %d x "
+           "%d\n"
            "  %.1f ms/step  %.0f tokens/s  %.1f GFLOP/s (model FLOPs)\n",
-           b->ops->name, b->cfg.n_layer, b->cfg.n_embd, b->model.full.total / 1e6, a->B,
-           a->T, r->secs * 1e3, r->tps, r->gflops);
+           b->ops->name, backend_dtype_name(a->dtype), b->cfg.n_layer, b->cfg.n_embd,
+           b->model.full.total / 1e6, a->B, a->T, r->secs * 1e3, r->tps, r->gflops);
     if (r->peak > 0)
-        printf("  MFU %.1f%% of one %s's fp32 peak (%.1f TFLOP/s) per rank\n",
-               100.0 * r->gflops / r->ranks * 1e9 / r->peak, r->device, r->peak / 1e12);
+        printf("  MFU %.1f%% of one %s's %s peak (%.1f TFLOP/s) per rank\n",
+               100.0 * r->gflops / r->ranks * 1e9 / r->peak, r->device,
+               backend_dtype_name(a->dtype), r->peak / 1e12);
     if (r->ranks == 1) return;
     char th[32] = "default threads";
     if (a->threads)

@@ -18,7 +18,9 @@ static const char *selftest_help =
     "of the GPU test suite (ctest -L gpu): every op, forward and backward, from\n"
     "the same random inputs at a regular shape and at odd ones, within 1e-4\n"
     "relative; then AdamW steps of the tiny and gpt2-mini models whose losses\n"
-    "must follow the CPU's within 1e-3. Prints one row per check. Exit status\n"
+    "must follow the CPU's within 1e-3; then the bf16 matmuls (--dtype bf16)\n"
+    "against the CPU's exact bf16 emulation (3e-4) and tiny's bf16 loss curve\n"
+    "(5e-3). Prints one row per check. Exit status\n"
     "0 when every check passes, 1 when one fails; without a usable GPU (or a\n"
     "build without CUDA) there is nothing to check: a notice, and status 0.\n"
     "\n"
@@ -84,10 +86,11 @@ int selftest_main(int argc, char **argv) {
     backend_peak_flops(gpu, PEAK_FP32, name, sizeof name);
     struct check_report rep = {0};
     if (!json)
-        fprintf(stderr, "llmpi selftest: checking the ops, then %s ...\n",
+        fprintf(stderr, "llmpi selftest: checking the ops, then %s, then bf16 ...\n",
                 quick ? "tiny" : "tiny and gpt2-mini");
     int rc = backend_check_ops(ops_cpu(), gpu, &rep);
     if (!rc) rc = backend_check_models(ops_cpu(), gpu, steps, quick, &rep);
+    if (!rc) rc = backend_check_bf16(ops_cpu(), gpu, steps, &rep);
     if (rc) {
         fprintf(stderr, "llmpi selftest: error: %s\n", err_msg());
         check_report_free(&rep);

@@ -78,6 +78,7 @@ struct train_args {
     int ckpt_every, keep;
     int tp, zero;     /* --tp, --zero (0 or 1) */
     float bucket_mb;  /* --bucket-mb */
+    enum ops_dtype dtype; /* --dtype: the matmuls' operand precision */
     const char *given[64]; /* the flags on the command line, for resume */
     int ngiven;
 };
@@ -104,6 +105,9 @@ static const char *train_help =
     "  --seq T              tokens per sequence, <= context (default 256)\n"
     "  --seed S             initialisation seed (default 1337)\n"
     "  --device D           cpu, cuda or auto (default cpu)\n"
+    "  --dtype D            fp32 or bf16 (default fp32): bf16 rounds the matmuls'\n"
+    "                       operands to bf16 (fp32 accumulation); weights, optimizer\n"
+    "                       state, activations and checkpoints stay fp32\n"
     "  --threads N          CPU threads (default: OMP_NUM_THREADS or all cores)\n"
     "parallelism (under mpirun / srun):\n"
     "  --tp T               tensor-parallel size (default 1): each model is split\n"
@@ -175,6 +179,7 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         if (!strcmp(f, "--data")) { VALUE(); a->data = v; }
         else if (!strcmp(f, "--metrics")) { VALUE(); a->metrics = v; }
         else if (!strcmp(f, "--device")) { VALUE(); a->device = v; }
+        else if (!strcmp(f, "--dtype")) { VALUE(); if (backend_dtype_parse(v, &a->dtype)) return -1; }
         else if (!strcmp(f, "--steps")) INT(&a->steps, 1, 1000000000);
         else if (!strcmp(f, "--batch")) INT(&a->batch, 1, 1 << 20);
         else if (!strcmp(f, "--seq")) INT(&a->seq, 1, 1 << 20);
@@ -450,6 +455,7 @@ static int setup(struct run *r) {
     if (data_check_fits(data, a->data, a->batch, a->seq, a->eval_batches)) return -1;
     r->ops = backend_select_rank(a->device, r->topo.local_rank, NULL);
     if (!r->ops) return -1;
+    if (backend_set_dtype(r->ops, a->dtype)) return -1;
     ops_cpu_set_threads(a->threads);
     if (gpt2_create_tp(&r->model, cfg, r->ops, &r->topo.tp_group)) return -1;
     struct gpt2 *model = &r->model;
@@ -566,6 +572,9 @@ static int train_loop(struct run *r) {
              (cfg->vocab_size + r->topo.tp - 1) / r->topo.tp);
     if (r->resuming)
         NOTE("  resuming from %s at step %d\n", r->ckpt_file, r->start);
+    if (a->dtype == OPS_BF16)
+        NOTE("  mixed precision: bf16 matmul operands; fp32 accumulation, weights, "
+             "optimizer state and activations\n");
 
     const double tokens_per_step = (double)a->batch * a->seq;
     const size_t at = (size_t)r->sl.row0 * a->seq;
