@@ -102,7 +102,8 @@ help_cache = {}
 def help_text(argv):
     key = tuple(argv)
     if key not in help_cache:
-        r = subprocess.run(argv + ["--help"], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(argv + ["--help"], capture_output=True, encoding="utf-8",
+                           errors="replace", timeout=60)
         help_cache[key] = (r.returncode, r.stdout + r.stderr)
     return help_cache[key]
 
@@ -233,7 +234,7 @@ def run_block(where, body):
         script = "set -eo pipefail\n" + "\n".join(body) + "\n"
         try:
             r = subprocess.run(["bash", "-c", script], cwd=d, env=env, capture_output=True,
-                               text=True, timeout=RUN_TIMEOUT)
+                               encoding="utf-8", errors="replace", timeout=RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
             problem(where, f"the block did not finish within {RUN_TIMEOUT} s")
             return
