@@ -24,13 +24,13 @@ void cpu_matmul_fwd(float *out, const float *inp, const float *w, const float *b
                     int N, int C, int OC);
 void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                     const float *inp, const float *w, int N, int C, int OC);
-void cpu_attention_fwd(float *out, float *probs, const float *q, const float *k,
+void cpu_attention_fwd(float *out, float *lse, const float *q, const float *k,
                        const float *v, int B, int Tq, int Tk, int NH, int HS,
                        int q_stride, int kv_stride);
 void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
-                       const float *probs, const float *q, const float *k, const float *v,
-                       int B, int Tq, int Tk, int NH, int HS, int q_stride,
-                       int kv_stride);
+                       const float *out, const float *lse, const float *q,
+                       const float *k, const float *v, int B, int Tq, int Tk, int NH,
+                       int HS, int q_stride, int kv_stride);
 void cpu_gelu_fwd(float *out, const float *inp, size_t n);
 void cpu_gelu_bwd(float *dinp, const float *dout, const float *inp, size_t n);
 void cpu_residual_fwd(float *out, const float *a, const float *b, size_t n);

@@ -19,7 +19,7 @@
 cudaStream_t cuda_stream(void);     /* the backend's one stream */
 cublasHandle_t cuda_cublas(void);   /* the backend's one cuBLAS handle, on it */
 /* Grow-only device scratch buffer, reused by ops that need temporaries
- * (partial sums, attention dS). Valid until the next cuda_scratch call; safe
+ * (partial sums, attention's D = rowsum(dO*O)). Valid until the next cuda_scratch call; safe
  * to reuse across ops because everything runs on one stream. NULL on failure
  * (the error is recorded). */
 void *cuda_scratch(size_t bytes);
@@ -135,13 +135,13 @@ void cuda_matmul_fwd(float *out, const float *inp, const float *w,
                      const float *bias, int N, int C, int OC);
 void cuda_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC);
-void cuda_attention_fwd(float *out, float *probs, const float *q,
+void cuda_attention_fwd(float *out, float *lse, const float *q,
                         const float *k, const float *v, int B, int Tq, int Tk,
                         int NH, int HS, int q_stride, int kv_stride);
 void cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
-                        const float *probs, const float *q, const float *k,
-                        const float *v, int B, int Tq, int Tk, int NH, int HS,
-                        int q_stride, int kv_stride);
+                        const float *out, const float *lse, const float *q,
+                        const float *k, const float *v, int B, int Tq, int Tk,
+                        int NH, int HS, int q_stride, int kv_stride);
 void cuda_gelu_fwd(float *out, const float *inp, size_t n);
 void cuda_gelu_bwd(float *dinp, const float *dout, const float *inp, size_t n);
 void cuda_residual_fwd(float *out, const float *a, const float *b, size_t n);

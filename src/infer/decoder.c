@@ -75,12 +75,11 @@ static int setup(struct decoder *d, const struct gpt2_config *cfg, const struct 
     }
 
     const size_t T = (size_t)chunk, C = (size_t)cfg->n_embd, V = (size_t)cfg->vocab_size;
-    const size_t NH = (size_t)cfg->n_head, S = (size_t)cfg->max_seq;
     const size_t lrows = T < LOGIT_ROWS ? T : LOGIT_ROWS;
-    size_t sizes[] = {T * C,     T * C,     T * C,      T * C,     T * C, T * C,
-                      4 * T * C, 4 * T * C, NH * T * S, lrows * V, T};
-    float **slots[] = {&d->x,   &d->x2,       &d->ln,    &d->q,      &d->atty, &d->proj,
-                       &d->fch, &d->fch_gelu, &d->probs, &d->logits, NULL};
+    size_t sizes[] = {T * C, T * C,     T * C,     T * C,     T * C,
+                      T * C, 4 * T * C, 4 * T * C, lrows * V, T};
+    float **slots[] = {&d->x,    &d->x2,  &d->ln,       &d->q,      &d->atty,
+                       &d->proj, &d->fch, &d->fch_gelu, &d->logits, NULL};
     const int ns = (int)(sizeof sizes / sizeof sizes[0]);
     size_t total = 0;
     for (int i = 0; i < ns; i++)
@@ -215,8 +214,7 @@ static float *forward_chunk(struct decoder *d, struct kv_cache *c, int slot,
         o->matmul_fwd(d->q, d->ln, wqkv, bqkv, n, C, C);
         o->matmul_fwd(kv + (size_t)p0 * 2 * C, d->ln, wqkv + (size_t)C * C, bqkv + C, n,
                       C, 2 * C);
-        o->attention_fwd(d->atty, d->probs, d->q, kv, kv + C, 1, n, p0 + n, NH, HS, C,
-                         2 * C);
+        o->attention_fwd(d->atty, NULL, d->q, kv, kv + C, 1, n, p0 + n, NH, HS, C, 2 * C);
         o->matmul_fwd(d->proj, d->atty, LW(d, l, LP_ATTPROJ_W), LW(d, l, LP_ATTPROJ_B), n,
                       C, C);
         o->residual_fwd(y, x, d->proj, nC);
@@ -323,7 +321,7 @@ static int paged_step(struct decoder *d, struct kvpool *p, struct decoder_seq *s
                 kvpool_gather(p, kv, l, Tk, d->gather);
                 rows = d->gather;
             }
-            o->attention_fwd(d->atty + (size_t)off * CA, d->probs, d->q + (size_t)off * CA,
+            o->attention_fwd(d->atty + (size_t)off * CA, NULL, d->q + (size_t)off * CA,
                              rows, rows + CA, 1, n, Tk, NH, HS, CA, 2 * CA);
         }
         o->matmul_fwd(d->proj, d->atty, LW(d, l, LP_ATTPROJ_W),

@@ -52,7 +52,6 @@ struct decoder {
     float *ln, *q, *atty;  /* [chunk, C] */
     float *proj;           /* [chunk, C] */
     float *fch, *fch_gelu; /* [chunk, 4C] */
-    float *probs;          /* [NH, chunk, max_seq] attention scratch */
     float *logits;         /* [chunk, V] */
     int32_t *tokens;       /* [chunk] */
     /* paged-forward scratch, allocated on its first use */
