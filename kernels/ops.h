@@ -86,21 +86,33 @@ struct ops {
     /* ---- causal multi-head self-attention ---------------------------------
      * For batch b, head h, query row i (absolute position Tk - Tq + i):
      *   s[j]   = <q_i, k_j> / sqrt(HS)  for j <= Tk - Tq + i, masked otherwise
-     *   p      = softmax(s)                       (saved in probs[B,NH,Tq,Tk])
+     *   lse_i  = log sum_{visible j} exp(s[j])     (natural log; saved in
+     *                                               lse[B,NH,Tq] at
+     *                                               (b*NH + h)*Tq + i)
+     *   p[j]   = exp(s[j] - lse_i)                 (softmax; never stored)
      *   out_i  = sum_j p[j] v_j
      * q row (b,i) starts at q + (b*Tq + i)*q_stride + h*HS; k/v row (b,j) at
      * k + (b*Tk + j)*kv_stride + h*HS; out row at out + (b*Tq+i)*NH*HS + h*HS.
      * Training: Tq = Tk = T and q/k/v point into one [B,T,3C] qkv buffer
-     * (q_stride = kv_stride = 3C).
-     * backward (given probs): dq, dk, dv accumulate with the same strides.
+     * (q_stride = kv_stride = 3C). lse may be NULL (inference: nothing is
+     * saved). No [Tq, Tk] matrix is ever kept: the saved state is O(B*NH*Tq).
+     * Backward, given the forward's out and lse (out and dout share out's
+     * layout), recomputes p from lse:
+     *   D_i   = <dout_i, out_i>                   (= sum_j p[j] dp[j])
+     *   dp[j] = <dout_i, v_j>
+     *   ds[j] = p[j] (dp[j] - D_i) / sqrt(HS)
+     *   dq_i += sum_j ds[j] k_j;  dk_j += ds[j] q_i;  dv_j += p[j] dout_i
+     * dq, dk, dv accumulate with the same strides as q, k, v; any of them may
+     * be NULL to skip it. A backend may bound HS (CUDA: HS <= 128) and
+     * reports a larger one as an error (see the backend's error record).
      */
-    void (*attention_fwd)(float *out, float *probs, const float *q, const float *k,
+    void (*attention_fwd)(float *out, float *lse, const float *q, const float *k,
                           const float *v, int B, int Tq, int Tk, int NH, int HS,
                           int q_stride, int kv_stride);
     void (*attention_bwd)(float *dq, float *dk, float *dv, const float *dout,
-                          const float *probs, const float *q, const float *k,
-                          const float *v, int B, int Tq, int Tk, int NH, int HS,
-                          int q_stride, int kv_stride);
+                          const float *out, const float *lse, const float *q,
+                          const float *k, const float *v, int B, int Tq, int Tk, int NH,
+                          int HS, int q_stride, int kv_stride);
 
     /* ---- causal attention over a paged KV cache (inference) ---------------
      * n_seqs sequences in one call (continuous batching), NH heads of HS.

@@ -8,9 +8,11 @@
  * summation differs), then 20 AdamW steps of `tiny` and `gpt2-mini` whose
  * losses follow the CPU's to 1e-3; then the bf16 matmuls against the CPU's
  * bf16 emulation (backend_check_bf16). Here each check is one expectation,
- * so a failure names the op, the tensor and the shape.
+ * so a failure names the op, the tensor and the shape. Last, the one
+ * CUDA-only behaviour: attention refuses a head size above its limit.
  */
 #include <criterion/criterion.h>
+#include <string.h>
 
 #include "backend_check.h"
 #include "ops_cuda.h"
@@ -57,4 +59,24 @@ Test(cuda, bf16_matmuls_follow_the_cpu_emulation, .timeout = 300) {
     check_report_free(&rep);
     const char *e = cuda_last_error();
     cr_expect(e == NULL, "CUDA backend recorded an error: %s", e ? e : "");
+}
+
+/* The flash-style kernels keep a thread's share of a head row in registers,
+ * sized at compile time up to HS = 128: a larger head must be refused with
+ * an error naming it, not computed wrongly or launched out of bounds. */
+Test(cuda, attention_refuses_a_head_size_above_128) {
+    const int HS = 129, T = 3, S = 3 * HS;
+    float *qkv = gpu->alloc((size_t)T * S * sizeof(float));
+    float *out = gpu->alloc((size_t)T * HS * sizeof(float));
+    float *lse = gpu->alloc((size_t)T * sizeof(float));
+    cr_assert(qkv && out && lse);
+    gpu->zero(qkv, (size_t)T * S * sizeof(float));
+    cr_assert_null(cuda_last_error());
+    gpu->attention_fwd(out, lse, qkv, qkv + HS, qkv + 2 * HS, 1, T, T, 1, HS, S, S);
+    gpu->sync();
+    const char *e = cuda_last_error();
+    cr_expect(e && strstr(e, "HS=129"), "error: %s", e ? e : "(none)");
+    gpu->free(qkv);
+    gpu->free(out);
+    gpu->free(lse);
 }

@@ -26,13 +26,13 @@ void cpu_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                     const float *inp, const float *w, int N, int C, int OC);
 int cpu_set_matmul_dtype(enum ops_dtype dt);
 enum ops_dtype cpu_matmul_dtype(void);
-void cpu_attention_fwd(float *out, float *probs, const float *q, const float *k,
+void cpu_attention_fwd(float *out, float *lse, const float *q, const float *k,
                        const float *v, int B, int Tq, int Tk, int NH, int HS,
                        int q_stride, int kv_stride);
 void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
-                       const float *probs, const float *q, const float *k, const float *v,
-                       int B, int Tq, int Tk, int NH, int HS, int q_stride,
-                       int kv_stride);
+                       const float *out, const float *lse, const float *q,
+                       const float *k, const float *v, int B, int Tq, int Tk, int NH,
+                       int HS, int q_stride, int kv_stride);
 void cpu_attention_paged_fwd(float *out, const float *q, const float *kv,
                              const int32_t *seqs, const int32_t *tables, int n_seqs,
                              int total_q_rows, int max_blocks, int block_size, int NH,

@@ -20,7 +20,7 @@
 cudaStream_t cuda_stream(void);     /* the backend's one stream */
 cublasHandle_t cuda_cublas(void);   /* the backend's one cuBLAS handle, on it */
 /* Grow-only device scratch buffer, reused by ops that need temporaries
- * (partial sums, attention dS). Valid until the next cuda_scratch call; safe
+ * (partial sums, attention's D = rowsum(dO*O)). Valid until the next cuda_scratch call; safe
  * to reuse across ops because everything runs on one stream. NULL on failure
  * (the error is recorded). */
 void *cuda_scratch(size_t bytes);
@@ -141,13 +141,13 @@ void cuda_matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC);
 int cuda_set_matmul_dtype(enum ops_dtype dt);
 enum ops_dtype cuda_matmul_dtype(void);
-void cuda_attention_fwd(float *out, float *probs, const float *q,
+void cuda_attention_fwd(float *out, float *lse, const float *q,
                         const float *k, const float *v, int B, int Tq, int Tk,
                         int NH, int HS, int q_stride, int kv_stride);
 void cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
-                        const float *probs, const float *q, const float *k,
-                        const float *v, int B, int Tq, int Tk, int NH, int HS,
-                        int q_stride, int kv_stride);
+                        const float *out, const float *lse, const float *q,
+                        const float *k, const float *v, int B, int Tq, int Tk,
+                        int NH, int HS, int q_stride, int kv_stride);
 void cuda_attention_paged_fwd(float *out, const float *q, const float *kv,
                               const int32_t *seqs, const int32_t *tables, int n_seqs,
                               int total_q_rows, int max_blocks, int block_size, int NH,

@@ -142,7 +142,7 @@ static void layout_acts(struct gpt2 *m, struct carver *a, struct carver *g, int 
         la->ln1_mean = take(a, BT);
         la->ln1_rstd = take(a, BT);
         la->qkv = take(a, BT * 3 * CA);
-        la->probs = take(a, (size_t)B * NH * T * T);
+        la->lse = take(a, (size_t)B * NH * T);
         la->atty = take(a, BT * CA);
         la->attproj = take(a, BT * C);
         la->resid2 = take(a, BT * C);
@@ -304,8 +304,8 @@ int gpt2_forward(struct gpt2 *m, const int32_t *tokens, const int32_t *targets, 
            o->matmul_fwd(a->qkv, a->ln1, LP(m, P, l, LP_QKV_W), LP(m, P, l, LP_QKV_B), N,
                          C, 3 * CA));
         OP(m, "attention fwd",
-           o->attention_fwd(a->atty, a->probs, a->qkv, a->qkv + CA, a->qkv + 2 * CA, B,
-                            T, T, NH, HS, 3 * CA, 3 * CA));
+           o->attention_fwd(a->atty, a->lse, a->qkv, a->qkv + CA, a->qkv + 2 * CA, B, T,
+                            T, NH, HS, 3 * CA, 3 * CA));
         OP(m, "matmul fwd (attn proj)",
            o->matmul_fwd(a->attproj, a->atty, LP(m, P, l, LP_ATTPROJ_W),
                          row_bias(m, LP(m, P, l, LP_ATTPROJ_B)), N, CA, C));
@@ -431,8 +431,8 @@ int gpt2_backward(struct gpt2 *m) {
                          m->dstream, a->atty, LP(m, P, l, LP_ATTPROJ_W), N, CA, C));
         OP(m, "zero buffers", o->zero(m->dqkv, (size_t)N * 3 * CA * sizeof(float)));
         OP(m, "attention bwd",
-           o->attention_bwd(m->dqkv, m->dqkv + CA, m->dqkv + 2 * CA, m->datty, a->probs,
-                            a->qkv, a->qkv + CA, a->qkv + 2 * CA, B, T, T, NH, HS,
+           o->attention_bwd(m->dqkv, m->dqkv + CA, m->dqkv + 2 * CA, m->datty, a->atty,
+                            a->lse, a->qkv, a->qkv + CA, a->qkv + 2 * CA, B, T, T, NH, HS,
                             3 * CA, 3 * CA));
         OP(m, "zero buffers", o->zero(m->dln, NC * sizeof(float)));
         OP(m, "matmul bwd (qkv)",

@@ -33,7 +33,7 @@
 struct gpt2_layer_acts {
     float *ln1, *ln1_mean, *ln1_rstd; /* [B,T,C], [B,T], [B,T] */
     float *qkv;                       /* [B,T,3C] */
-    float *probs;                     /* [B,NH,T,T] attention probabilities */
+    float *lse;                       /* [B,NH,T] attention log-sum-exp per row */
     float *atty;                      /* [B,T,C] attention output, pre-projection */
     float *attproj;                   /* [B,T,C] */
     float *resid2;                    /* [B,T,C] stream after attention */

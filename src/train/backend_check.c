@@ -224,11 +224,19 @@ static void matmul(struct ck *k) {
     }
 }
 
-/* Training layout (packed qkv, Tq = Tk) and decode layout (Tq < Tk). */
+/* Training layout (packed qkv, Tq = Tk) and decode layout (Tq < Tk): regular
+ * shapes, odd ones (T and HS off every tile and warp size, Tq = 1, head sizes
+ * in each of the CUDA kernel's buckets up to its limit of 128, Tq on both
+ * sides of its 32-row switch) and one long sequence (many key tiles, long
+ * online-softmax chains). The forward's lse is compared too: it is what the
+ * backward recomputes P from. */
 static void attention(struct ck *k) {
     static const int shapes[][5] = {
-        {2, 64, 64, 4, 16}, {3, 37, 37, 3, 11}, {2, 1, 29, 2, 8}, {1, 5, 70, 5, 64}};
-    for (int s = 0; s < 4 && !k->oom; s++) {
+        {2, 64, 64, 4, 16},  {3, 37, 37, 3, 11},     {2, 1, 29, 2, 8},
+        {1, 5, 70, 5, 64},   {1, 1536, 1536, 2, 64}, {2, 100, 100, 3, 80},
+        {1, 1, 200, 2, 128}, {2, 33, 95, 2, 96},     {1, 20, 20, 2, 40}};
+    const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int s = 0; s < nshapes && !k->oom; s++) {
         int B = shapes[s][0], Tq = shapes[s][1], Tk = shapes[s][2], NH = shapes[s][3];
         int HS = shapes[s][4], C = NH * HS;
         int packed = Tq == Tk;
@@ -237,7 +245,7 @@ static void attention(struct ck *k) {
         snprintf(sh, sizeof sh, "B=%d Tq=%d Tk=%d NH=%d HS=%d", B, Tq, Tk, NH, HS);
         struct pair q = mk(k, (size_t)B * Tq * qs, 1), kv = mk(k, (size_t)B * Tk * ks, 1);
         struct pair out = mk(k, (size_t)B * Tq * C, 0),
-                    probs = mk(k, (size_t)B * NH * Tq * Tk, 0);
+                    lse = mk(k, (size_t)B * NH * Tq, 0);
         struct pair dout = mk(k, (size_t)B * Tq * C, 1);
         struct pair dq = mk(k, q.n, 1), dkv = mk(k, kv.n, 1);
         if (!k->oom) {
@@ -248,18 +256,18 @@ static void attention(struct ck *k) {
             float *dka = packed ? dq.a + C : dkv.a, *dkb = packed ? dq.b + C : dkv.b;
             float *dva = packed ? dq.a + 2 * C : dkv.a + C,
                   *dvb = packed ? dq.b + 2 * C : dkv.b + C;
-            k->ref->attention_fwd(out.a, probs.a, q.a, ka, va, B, Tq, Tk, NH, HS, qs, ks);
-            k->dut->attention_fwd(out.b, probs.b, q.b, kb, vb, B, Tq, Tk, NH, HS, qs, ks);
+            k->ref->attention_fwd(out.a, lse.a, q.a, ka, va, B, Tq, Tk, NH, HS, qs, ks);
+            k->dut->attention_fwd(out.b, lse.b, q.b, kb, vb, B, Tq, Tk, NH, HS, qs, ks);
             compare(k, &out, "attention forward", sh);
-            compare(k, &probs, "attention probs", sh);
-            k->ref->attention_bwd(dq.a, dka, dva, dout.a, probs.a, q.a, ka, va, B, Tq, Tk,
-                                  NH, HS, qs, ks);
-            k->dut->attention_bwd(dq.b, dkb, dvb, dout.b, probs.b, q.b, kb, vb, B, Tq, Tk,
-                                  NH, HS, qs, ks);
+            compare(k, &lse, "attention lse", sh);
+            k->ref->attention_bwd(dq.a, dka, dva, dout.a, out.a, lse.a, q.a, ka, va, B,
+                                  Tq, Tk, NH, HS, qs, ks);
+            k->dut->attention_bwd(dq.b, dkb, dvb, dout.b, out.b, lse.b, q.b, kb, vb, B,
+                                  Tq, Tk, NH, HS, qs, ks);
             compare(k, &dq, packed ? "attention dqkv" : "attention dq", sh);
             if (!packed) compare(k, &dkv, "attention dk|dv", sh);
         }
-        struct pair *all[] = {&q, &kv, &out, &probs, &dout, &dq, &dkv};
+        struct pair *all[] = {&q, &kv, &out, &lse, &dout, &dq, &dkv};
         for (int i = 0; i < 7; i++)
             drop(k, all[i]);
     }
