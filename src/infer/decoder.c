@@ -62,19 +62,16 @@ static int setup(struct decoder *d, const struct gpt2_config *cfg, const struct 
     if (chunk == 0) chunk = cfg->max_seq < DEFAULT_CHUNK ? cfg->max_seq : DEFAULT_CHUNK;
     if (chunk > cfg->max_seq) chunk = cfg->max_seq;
     d->chunk = chunk;
-    if (tp && tp->size > 1) {
-        if (strcmp(ops->name, "cpu") != 0)
-            return err_set("decoder: tensor parallelism needs the cpu backend for now");
-        d->tp = tp;
-    }
+    if (tp && tp->size > 1) d->tp = tp; /* device buffers: NCCL (backend_attach_comm) */
     if (shard_table_build(cfg, d->tp ? tp->size : 1, d->tp ? tp->rank : 0, &d->shard))
         return -1;
     d->table = d->shard.local;
     d->kv_cfg = *cfg;
     d->kv_cfg.n_head = d->shard.heads_local;
     d->kv_cfg.n_embd = d->shard.heads_local * (cfg->n_embd / cfg->n_head);
-    if (d->tp &&
-        !(d->host_logits = malloc((size_t)LOGIT_ROWS * cfg->vocab_size * sizeof(float)))) {
+    if (d->tp && !(d->host_logits = malloc((size_t)LOGIT_ROWS *
+                                           (cfg->vocab_size + d->shard.vocab_local) *
+                                           sizeof(float)))) {
         shard_table_free(&d->shard);
         return err_set("decoder: out of memory");
     }
@@ -155,8 +152,10 @@ static int tp_sum(struct decoder *d, float *buf, size_t n) {
 }
 
 /* TP: every rank's [r, V_k] logit columns (uneven vocabulary slices) into
- * host out[r, V] on every rank: one MPI_Allgatherv into rank-major blocks,
- * then each block's columns into place. */
+ * host out[r, V] on every rank: the local block downloaded to the host (the
+ * sampler wants the logits there anyway; on the CPU a copy), one
+ * MPI_Allgatherv into rank-major blocks, then each block's columns into
+ * place. */
 static int tp_gather_logits(struct decoder *d, const float *local, int r, float *out) {
     const struct comm *c = d->tp;
     const int T = c->size, V = d->cfg.vocab_size, base = V / T, rem = V % T;
@@ -167,7 +166,9 @@ static int tp_gather_logits(struct decoder *d, const float *local, int r, float 
         displs[k] = at;
         at += counts[k];
     }
-    int rc = MPI_Allgatherv(local, counts[c->rank], MPI_FLOAT, d->host_logits, counts,
+    float *staged = d->host_logits + (size_t)LOGIT_ROWS * V; /* [LOGIT_ROWS, Vl] */
+    d->ops->download(staged, local, (size_t)counts[c->rank] * sizeof(float));
+    int rc = MPI_Allgatherv(staged, counts[c->rank], MPI_FLOAT, d->host_logits, counts,
                             displs, MPI_FLOAT, c->mpi);
     if (comm_mpi_error(c, rc, "allgather of the logits")) return -1;
     for (int k = 0, v0 = 0; k < T; k++) {

@@ -45,7 +45,8 @@ struct decoder {
     /* The configuration a KV pool for this decoder is made with: under TP a
      * rank caches k|v of its own heads only (width heads_local x head size). */
     struct gpt2_config kv_cfg;
-    float *host_logits; /* TP: [LOGIT_ROWS, V] host scratch for the gather */
+    float *host_logits; /* TP: [LOGIT_ROWS, V] host scratch for the gather,
+                           then [LOGIT_ROWS, vocab_local] for this rank's block */
     const struct ops *ops;
     float *params;   /* table layout, backend memory */
     int owns_params; /* 0: borrowed (e.g. from a struct gpt2) */
@@ -90,7 +91,8 @@ int decoder_create_borrowed(struct decoder *d, const struct gpt2_config *cfg,
  * logits are allgathered so every rank of the group samples the same token.
  * Only the paged form runs under TP (decoder_forward refuses). tp NULL or of
  * size 1: decoder_create. Collective calls on tp in every forward: the group
- * runs the same steps in the same order. CPU backend only for now. */
+ * runs the same steps in the same order. On the CUDA backend tp must have
+ * NCCL attached (backend_attach_comm): the partial sums stay on the GPU. */
 int decoder_create_tp(struct decoder *d, const struct gpt2_config *cfg,
                       const struct ops *ops, const float *local_host_params, int chunk,
                       const struct comm *tp);

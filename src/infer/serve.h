@@ -62,9 +62,10 @@ struct serve_engine {
     struct engine *eng;
 };
 /* Over this rank's parameters (m->params, the shard table layout of tp; tp
- * NULL: the whole model). */
+ * NULL: the whole model). With tp, collective over the group: its ranks
+ * agree that each has its device, then (CUDA) join tp to NCCL. */
 int serve_engine_create(struct serve_engine *se, struct serve_model *m,
-                        const struct serve_args *a, const struct comm *tp);
+                        const struct serve_args *a, struct comm *tp);
 void serve_engine_destroy(struct serve_engine *se);
 
 /* Submit a wire request to an engine; on refusal (too long for the pool, a
@@ -84,7 +85,7 @@ int serve_pack_pool(const struct serve_engine *se, struct serve_buf *out);
 /* A replica group's loop (MPI), every rank of the group, until the
  * coordinator's shutdown; group rank 0 is the leader. */
 int serve_replica_run(struct serve_model *m, const struct serve_args *a,
-                      const struct comm *group);
+                      struct comm *group);
 
 /* The coordinator's loop: n_replicas groups whose leaders are world ranks
  * leader[r], or (n_replicas 1, leader NULL) an in-process engine. Returns

@@ -31,9 +31,17 @@
 #include "serve_mpi.h"
 
 int serve_engine_create(struct serve_engine *se, struct serve_model *m,
-                        const struct serve_args *a, const struct comm *tp) {
+                        const struct serve_args *a, struct comm *tp) {
     memset(se, 0, sizeof *se);
     const struct ops *ops = backend_select_rank(a->device, m->local_rank, NULL);
+    if (tp) {
+        /* the group joins NCCL together: first agree every rank has a device */
+        int any = ops == NULL;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, &any, 1, MPI_INT, MPI_MAX, tp->mpi);
+        if (rc != MPI_SUCCESS) return comm_mpi_error(tp, rc, "agreeing on the devices");
+        if (any) return ops ? err_set("another rank of the group has no device") : -1;
+        if (backend_attach_comm(ops, tp)) return -1;
+    }
     if (!ops) return -1;
     ops_cpu_set_threads(a->threads);
     se->dec = calloc(1, sizeof *se->dec);
@@ -259,7 +267,7 @@ static enum fault_kind fault_for(int group_index, long *after) {
 }
 
 int serve_replica_run(struct serve_model *m, const struct serve_args *a,
-                      const struct comm *group) {
+                      struct comm *group) {
     struct serve_engine se;
     struct serve_buf out = {0}, in = {0}, sink = {0};
     struct serve_outbox ob = {0};

@@ -37,8 +37,10 @@ wait_state() {
     fail "job $1 did not reach $2 within $3 s"
 }
 
-# (the node has the machine's cores; jobs with more ranks say --overcommit)
-submit() { sbatch --parsable -o "$WORK/job-%j.out" "$@"; }
+# From the repository's root, as docs/cluster.md says (the scripts find
+# jobs/ and bench/ from the submit directory). The node has the machine's
+# cores; jobs with more ranks say --overcommit.
+submit() { (cd "$SRC" && sbatch --parsable -o "$WORK/job-%j.out" "$@"); }
 
 case "$CASE" in
 train)
@@ -97,6 +99,7 @@ serve)
     for _ in $(seq 600); do
         port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$WORK/job-$job.out" 2>/dev/null || true)
         [ -n "$port" ] && break
+        case "$(job_field "$job" JobState)" in PENDING|RUNNING|CONFIGURING) ;; *) break ;; esac
         sleep 0.1
     done
     [ -n "$port" ] || { cat "$WORK/job-$job.out"; fail "the server did not start"; }
