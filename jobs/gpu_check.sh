@@ -39,12 +39,18 @@ fi
 step "GPU tests"
 T="$ROOT/build-gpu/tests"
 {
-  for t in test_cuda_vs_cpu test_generate test_ops_grad test_xent_shard test_bf16; do
+  for t in test_cuda_vs_cpu test_generate test_ops_grad test_xent_shard test_bf16 \
+           test_attention_paged test_kvpool; do
     timeout 240 "$T/$t" -j1 --verbose 2>&1 | grep -E "FAIL|SKIP|Synthesis|cuda" || true
   done
 } > "$OUT/gpu_tests.txt" 2>&1
 grep -E "Synthesis|FAIL" "$OUT/gpu_tests.txt"
 grep -q "FAIL" "$OUT/gpu_tests.txt" && failed=1
+
+step "ctest -L gpu (also NCCL on one rank: mpi_nccl_np1, cli_train_gpu_nccl)"
+(cd "$ROOT/build-gpu" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    ctest -L gpu --output-on-failure) > "$OUT/ctest_gpu.log" 2>&1 || failed=1
+tail -6 "$OUT/ctest_gpu.log"
 
 if [ "${FULL:-0}" = 1 ]; then
   step "ctest (CPU suite)"
