@@ -26,15 +26,18 @@ project_text "$WORK/text.txt"
 
 job_field() { scontrol show job "$1" | grep -oE "(^| )$2=[^ ]*" | head -1 | cut -d= -f2; }
 
-# wait_state JOB STATE SECONDS
+# wait_state JOB STATE SECONDS: fails at once when the job ends otherwise
 wait_state() {
+    local st=
     for _ in $(seq $(( $3 * 5 ))); do
-        [ "$(job_field "$1" JobState)" = "$2" ] && return 0
+        st=$(job_field "$1" JobState)
+        [ "$st" = "$2" ] && return 0
+        case "$st" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) break ;; esac
         sleep 0.2
     done
     scontrol show job "$1" || true
     cat "$WORK"/job-*.out 2>/dev/null || true
-    fail "job $1 did not reach $2 within $3 s"
+    fail "job $1 is $st, not $2 (waited up to $3 s)"
 }
 
 # From the repository's root, as docs/cluster.md says (the scripts find
