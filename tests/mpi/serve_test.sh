@@ -16,7 +16,8 @@
 #             after --replica-timeout), its requests are served by group 0,
 #             every conversation completes, and the transcript holds exactly
 #             the messages of a fault-free run (same text per turn: seeds
-#             are per request, so the replica does not matter); when the
+#             are per request and --exact makes a request's tokens
+#             independent of its batch, so the replica does not matter); when the
 #             only group fails, the requests fail with a reason, the
 #             transcript stays valid and the exit status is non-zero
 #   redact    an opening with an e-mail address and a card number: masked in
@@ -110,7 +111,11 @@ PY
     ;;
 failover)
     make_ckpt
-    run=(serve --ckpt "$CKPT" --agents "$AGENTS" --scenario all --turns 4 --replica-timeout 2)
+    # --exact: a request's tokens must not depend on what it is batched with
+    # (a request moved to another group is batched differently, and batched
+    # products round differently from single ones: sgemv vs sgemm)
+    run=(serve --ckpt "$CKPT" --agents "$AGENTS" --scenario all --turns 4 --replica-timeout 2
+         --exact)
     mpi 3 "${run[@]}" --transcript ok.jsonl > /dev/null 2> ok.err || { cat ok.err; fail "fault-free run"; }
     # the only replica group fails: every conversation ends with an error,
     # the transcript keeps what was written, exit 1 (not a hang)
