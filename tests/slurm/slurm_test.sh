@@ -9,7 +9,8 @@
 #   serve  jobs/serve.sbatch serves the agents over HTTP; one chat request
 #          is answered, then scancel stops it
 #   mpirun jobs/train.sbatch without Slurm (bash, NP ranks under mpirun): a
-#          run, then the same command with more steps resumes it
+#          run, then the same command with more steps resumes it; and
+#          jobs/sweep.sbatch's quick grid under mpirun
 # Needs root (slurmd) and Debian's slurm-wlm + munge (jobs/setup_debian.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/../cli/lib.sh" "$@"
 LLMPI=$(realpath "$LLMPI")
@@ -163,6 +164,11 @@ mpirun)
     cat "$WORK/b.txt"
     grep -q "resuming from .*ckpt_00000010.h5 at step 10" "$WORK/b.txt" || fail "no resume"
     [ "$(wc -l < "$WORK/run/metrics.jsonl")" -eq 20 ] || fail "metrics: expected steps 1..20"
+    # the sweep without Slurm: every run under mpirun, CSVs and plots checked
+    # by bench/sweep.py itself
+    QUICK=1 LLMPI=$LLMPI OUT=$WORK/sweep MPIRUN_ARGS=--oversubscribe OMP_NUM_THREADS=1 \
+        bash "$SRC/jobs/sweep.sbatch" > "$WORK/s.txt" 2>&1 || { cat "$WORK/s.txt"; fail "sweep"; }
+    tail -3 "$WORK/s.txt"
     ;;
 *)
     fail "unknown case $CASE"
