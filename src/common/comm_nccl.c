@@ -95,20 +95,37 @@ static int abort_comm(const struct comm *c, const char *what, const char *why) {
                    c->name, what, c->world_rank, c->rank, c->size, why);
 }
 
+/* One look at `ev`: *done = 1 once it has fired; -1 (communicator aborted)
+ * when the event or the communicator reports an error. The one check both
+ * watch() and comm_nccl_test() make. */
+static int poll_once(const struct comm *c, cudaEvent_t ev, const char *what, int *done) {
+    *done = 0;
+    /* after an abort an event may fire over incomplete data: never trust it */
+    if (!c->nccl->nc)
+        return fail(c, what, "the communicator was aborted by an earlier error");
+    cudaError_t e = cudaEventQuery(ev);
+    if (e == cudaSuccess) {
+        *done = 1;
+        return 0;
+    }
+    if (e != cudaErrorNotReady) return abort_comm(c, what, cudaGetErrorString(e));
+    ncclResult_t async = ncclSuccess;
+    ncclResult_t r = ncclCommGetAsyncError(c->nccl->nc, &async);
+    if (r != ncclSuccess) return abort_comm(c, what, ncclGetErrorString(r));
+    if (async != ncclSuccess && async != ncclInProgress)
+        return abort_comm(c, what, ncclGetErrorString(async));
+    return 0;
+}
+
 /* Poll until `ev` completes, the communicator reports an error, or the
  * timeout passes. */
 static int watch(const struct comm *c, cudaEvent_t ev, const char *what) {
     struct comm_nccl *x = c->nccl;
     double t0 = now_s();
     for (unsigned polls = 0;; polls++) {
-        cudaError_t e = cudaEventQuery(ev);
-        if (e == cudaSuccess) return 0;
-        if (e != cudaErrorNotReady) return abort_comm(c, what, cudaGetErrorString(e));
-        ncclResult_t async = ncclSuccess;
-        ncclResult_t r = ncclCommGetAsyncError(x->nc, &async);
-        if (r != ncclSuccess) return abort_comm(c, what, ncclGetErrorString(r));
-        if (async != ncclSuccess && async != ncclInProgress)
-            return abort_comm(c, what, ncclGetErrorString(async));
+        int done;
+        if (poll_once(c, ev, what, &done)) return -1;
+        if (done) return 0;
         if (now_s() - t0 > x->timeout_s) {
             char why[160];
             snprintf(why, sizeof why,
@@ -285,30 +302,14 @@ static int complete(struct comm_request *req) {
 }
 
 int comm_nccl_test(struct comm_request *req, int *done) {
-    *done = 0;
-    const struct comm *c = req->c;
-    cudaError_t e = cudaEventQuery((cudaEvent_t)req->nccl_done);
-    if (e == cudaSuccess) {
-        *done = 1;
-        return complete(req);
-    }
-    if (e != cudaErrorNotReady) {
+    if (poll_once(req->c, (cudaEvent_t)req->nccl_done, "iallreduce", done)) {
         req->done = 1;
-        return abort_comm(c, "iallreduce", cudaGetErrorString(e));
+        return -1;
     }
-    ncclResult_t async = ncclSuccess;
-    if (c->nccl->nc && ncclCommGetAsyncError(c->nccl->nc, &async) == ncclSuccess &&
-        (async == ncclSuccess || async == ncclInProgress))
-        return 0;
-    req->done = 1;
-    return abort_comm(c, "iallreduce", ncclGetErrorString(async));
+    return *done ? complete(req) : 0;
 }
 
 int comm_nccl_wait(struct comm_request *req) {
-    if (!req->c->nccl->nc) {
-        req->done = 1;
-        return fail(req->c, "iallreduce", "the communicator was aborted by an earlier error");
-    }
     if (watch(req->c, (cudaEvent_t)req->nccl_done, "iallreduce")) {
         req->done = 1;
         return -1;
