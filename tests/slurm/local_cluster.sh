@@ -45,6 +45,10 @@ SlurmctldHost=$host
 SlurmctldPort=$(free_port)
 SlurmdPort=$(free_port)
 AuthType=auth/munge
+# a requeued job waits cred_expire + 1 s before it runs again, so that the
+# old run's step credentials have expired (its new steps reuse their ids);
+# Slurm's 120 s is long for a test, 10 s still covers a local launch
+AuthInfo=cred_expire=10
 CredType=cred/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
